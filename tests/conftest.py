@@ -1,0 +1,54 @@
+"""Shared fixtures. The real embedded model is used (no mocks): loading it once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PSOUPS = SHARED / "data" / "psoups" / "friendly_unfriendly.json"
+DIMENSIONS_TSV = SHARED / "reference" / "dimensions.tsv"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def embedded_dir():
+    from alignx.backbone import embedded_model_dir
+
+    return embedded_model_dir()
+
+
+@pytest.fixture(scope="session")
+def random_adapters(tmp_path_factory, embedded_dir):
+    """Two real LoRA adapters (safetensors) with random, non-zero weights: `ica` and `pba`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("adapters")
+    paths = {}
+    for seed, name in enumerate(["ica", "pba"]):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(embedded_dir, dtype=torch.float32)
+        cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
+                         task_type="CAUSAL_LM")
+        model = get_peft_model(base, cfg)
+        model.save_pretrained(root / name)
+        paths[name] = str(root / name)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def backbone(random_adapters):
+    """The embedded model in the app's default precision (nf4) with two adapters."""
+    from alignx.backbone import BackboneConfig, load_backbone
+
+    return load_backbone(BackboneConfig(adapters=random_adapters))
+
+
+@pytest.fixture(scope="session")
+def backbone_fp32(random_adapters):
+    from alignx.backbone import BackboneConfig, load_backbone
+
+    return load_backbone(BackboneConfig(precision="fp32", adapters=random_adapters))

