@@ -177,26 +177,48 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-def embedded_model_dir(cache_dir: str | None = None) -> Path:
-    """A plain safetensors copy of the embedded model, converted from the GGUF once and cached.
+def _publish_once(target: Path, build) -> Path:
+    """Build `target` once: under a file lock, into a temp folder, published by an atomic rename,
+    so concurrent processes (the app, tests, training) never see a half-written copy."""
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".convert.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").is_file():
+            tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            build(tmp)
+            os.replace(tmp, target)
+    return target
 
-    The conversion runs under a file lock and is published by an atomic rename, so concurrent
-    processes (the app, tests, training) never see a half-written copy.
+
+def embedded_model_dir(cache_dir: str | None = None, precision: str = "fp32") -> Path:
+    """A safetensors copy of the embedded model, converted from the GGUF once and cached.
+
+    `precision="fp32"` is the dequantized model. `precision="nf4"` is the same model quantized
+    by bitsandbytes for the CPU and saved that way, so an nf4 load reads 4-bit weights directly
+    instead of materialising fp32 first (about a third of the peak memory).
     """
     gguf = embedded_gguf_path()
     stamp = f"{gguf.stat().st_size}-{int(gguf.stat().st_mtime)}"
     root = cache_root(cache_dir)
-    target = root / f"smollm2-135m-instruct-{stamp}"
-    if (target / "config.json").is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".convert.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "config.json").is_file():
-            return target
-        tmp = root / f".tmp-{target.name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.info("converting %s to safetensors in %s (once)", gguf.name, target)
+    if precision == "nf4":
+        fp32 = embedded_model_dir(cache_dir)
+
+        def quantize(tmp: Path) -> None:
+            model = AutoModelForCausalLM.from_pretrained(
+                fp32, dtype=torch.float32, quantization_config=get_quantization_config("nf4", "cpu"),
+                device_map={"": "cpu"})
+            model.save_pretrained(tmp)
+            AutoTokenizer.from_pretrained(fp32).save_pretrained(tmp)
+
+        return _publish_once(root / f"smollm2-135m-instruct-{stamp}-nf4-cpu", quantize)
+    if precision != "fp32":
+        raise ValueError(f"no cached embedded copy for precision {precision!r}")
+
+    def convert(tmp: Path) -> None:
+        log.info("converting %s to safetensors (once)", gguf.name)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # save_pretrained refuses GGUF-loaded models; the weights are already dequantized.
@@ -206,8 +228,8 @@ def embedded_model_dir(cache_dir: str | None = None) -> Path:
         model.config.name_or_path = EMBEDDED_NAME
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    return target
+
+    return _publish_once(root / f"smollm2-135m-instruct-{stamp}", convert)
 
 
 # ----------------------------------------------------------------------------- adapters
@@ -532,8 +554,11 @@ def load_backbone(config: BackboneConfig | None = None) -> Backbone:
     t0 = time.perf_counter()
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
+    prequantized = False
     if config.model == EMBEDDED:
-        source, gguf, name = str(embedded_model_dir(config.cache_dir)), None, EMBEDDED_NAME
+        prequantized = precision == "nf4" and device == "cpu"
+        source = str(embedded_model_dir(config.cache_dir, "nf4" if prequantized else "fp32"))
+        gguf, name = None, EMBEDDED_NAME
     else:
         source, gguf, name = config.model, config.gguf_file, config.model
         if os.path.sep in source and not Path(source).exists():
@@ -545,13 +570,16 @@ def load_backbone(config: BackboneConfig | None = None) -> Backbone:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     quant = get_quantization_config(precision, device)
-    if quant is not None:
+    if prequantized:  # the saved config already carries the quantization
+        kwargs.update(device_map={"": "cpu"})
+        dtype = compute_dtype(device)
+    elif quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": device if device == "cpu" else 0})
         dtype = compute_dtype(device)
     else:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-    if quant is None:
+    if quant is None and not prequantized:
         model.to(device)
     if gguf and getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None  # dequantized on load; nothing of GGUF remains at run time

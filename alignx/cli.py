@@ -99,11 +99,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CLIError("ICA needs a persona: pass --persona FILE.json with UGC, pairs or demographics")
     profile = args.profile
     if "pba" in methods and profile is None:
-        directions = [i.direction for i in [*persona.ugc, *persona.pairs] if i.direction is not None]
-        if not directions:
-            raise CLIError("PBA needs a profile: pass --profile TEXT, or a persona whose items carry "
-                           "'Preference Direction' vectors")
-        profile = preferences.get_profile(directions)
+        profile = persona.profile()
+        if profile is None:
+            raise CLIError("PBA needs a profile: pass --profile TEXT, or a persona with a 'Preference "
+                           "Direction' or items that carry one")
     if profile is not None:
         try:
             preferences.parse_profile(profile)

@@ -442,6 +442,7 @@ _LABELS: dict[str, tuple[int, float]] = {
 _LABELS_LONGEST_FIRST = tuple(sorted(_LABELS, key=len, reverse=True))
 _SEP_RE = re.compile(r"\s*,\s*")
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
+_PLAIN_NUMBER_TYPES = frozenset({int, float})
 
 assert len(DIMENSIONS) == N_DIMS and all(d.index == i for i, d in enumerate(DIMENSIONS))
 assert len(_LABELS) == 2 * N_DIMS, "profile labels must be unique"
@@ -502,9 +503,10 @@ def validate_vector(values, *, what: str = "vector") -> np.ndarray:
         items = list(values)
         if len(items) != N_DIMS:
             raise VectorError(what, f"expected {N_DIMS} values, got {len(items)}")
-        for i, v in enumerate(items):
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, _NUMBER_TYPES):
-                raise VectorError(what, f"index {i}: expected a number, got {v!r}", i)
+        if not all(type(v) in _PLAIN_NUMBER_TYPES for v in items):  # fast path for JSON lists
+            for i, v in enumerate(items):
+                if isinstance(v, (bool, np.bool_)) or not isinstance(v, _NUMBER_TYPES):
+                    raise VectorError(what, f"index {i}: expected a number, got {v!r}", i)
         arr = np.asarray(items, dtype=np.float64)
     if arr.ndim != 1:
         raise VectorError(what, f"expected a flat list of {N_DIMS} numbers, got shape {arr.shape}")

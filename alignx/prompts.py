@@ -264,8 +264,8 @@ def build_prompt(method: str, prompt: str, *, persona: Persona | None = None,
         method (`str`): one of ``"ica"``, ``"pba"``, ``"universal"``.
         prompt (`str`): the post to respond to.
         persona (`Persona`, *optional*): required for ICA. For PBA without ``profile``, the
-            profile is computed with ``preferences.get_profile`` from the directions of the
-            persona's UGC and PAIR items (items without a direction are skipped).
+            profile is ``persona.profile()``: the persona's own direction, else the official
+            ``get_profile`` over its items' directions (items without one are skipped).
         profile (`str`, *optional*): the PBA profile; takes precedence over ``persona``.
         style, tokenizer, include_demographics: as in the individual builders.
     """
@@ -284,17 +284,13 @@ def build_prompt(method: str, prompt: str, *, persona: Persona | None = None,
 
 
 def _profile_from_persona(persona: Persona | None) -> str:
-    directions = [] if persona is None else [
-        item.direction for item in [*persona.ugc, *persona.pairs] if item.direction is not None
-    ]
-    if not directions:
+    profile = None if persona is None else persona.profile()
+    if profile is None:
         raise ValueError(
-            "method='pba' needs profile=... or a persona whose UGC/PAIR items carry preference "
-            "directions (benchmark records ship a precomputed `profile`)."
+            "method='pba' needs profile=... or a persona with preference directions (its own "
+            "'Preference Direction' or its items'); benchmark records ship a precomputed `profile`."
         )
-    from alignx.preferences import get_profile  # lazy: keeps this module import-light
-
-    return get_profile(directions)
+    return profile
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ that need them.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alignx.preferences import VectorError, validate_vector
+from alignx.preferences import VectorError, get_profile, profile_from_vector, validate_vector
 
 # Official on-disk key names.
 KEY_DIRECTION = "Preference Direction"
@@ -98,6 +99,17 @@ class Persona:
         """The directions of the UGC items then the PAIR items, skipping items without one
         (the input of `alignx.preferences.get_profile`)."""
         return [it.direction for it in [*self.ugc, *self.pairs] if it.direction is not None]
+
+    def profile(self) -> str | None:
+        """The PBA profile this persona implies, or `None` when it carries no preference signal.
+
+        The persona's own "Preference Direction" (a preference distribution) wins; otherwise the
+        official `get_profile` over its items' directions.
+        """
+        if self.direction is not None:
+            return profile_from_vector(self.direction)
+        directions = self.item_directions()
+        return get_profile(directions) if directions else None
 
     @classmethod
     def from_dict(cls, d: Mapping, *, source: str = "<input>", strict: bool = True) -> Persona:
@@ -205,23 +217,26 @@ class _Reader:
         except VectorError as e:
             self.fail(path, e.reason)
 
+    def optional_vector(self, d: Mapping, path: str) -> tuple[float, ...] | None:
+        """An item's "Preference Direction", or None when absent or null."""
+        value = d.get(KEY_DIRECTION)
+        return None if _is_null(value) else self.vector(value, path)
+
     def ugc(self, value, path: str) -> UGCItem:
         d = self.mapping(value, path)
-        direction = d.get(KEY_DIRECTION)
         return UGCItem(
             prompt=self.string(d, KEY_PROMPT, f"{path}.{KEY_PROMPT}"),
             comment=self.string(d, KEY_COMMENT, f"{path}.{KEY_COMMENT}"),
-            direction=None if _is_null(direction) else self.vector(direction, f"{path}.{KEY_DIRECTION}"),
+            direction=self.optional_vector(d, f"{path}.{KEY_DIRECTION}"),
         )
 
     def pair(self, value, path: str) -> PairItem:
         d = self.mapping(value, path)
-        direction = d.get(KEY_DIRECTION)
         return PairItem(
             prompt=self.string(d, KEY_PROMPT, f"{path}.{KEY_PROMPT}"),
             chosen=self.string(d, KEY_CHOSEN, f"{path}.{KEY_CHOSEN}"),
             rejected=self.string(d, KEY_REJECTED, f"{path}.{KEY_REJECTED}"),
-            direction=None if _is_null(direction) else self.vector(direction, f"{path}.{KEY_DIRECTION}"),
+            direction=self.optional_vector(d, f"{path}.{KEY_DIRECTION}"),
         )
 
     def persona_fields(self, d: Mapping, direction_key: str) -> tuple[Persona, dict]:
@@ -229,14 +244,17 @@ class _Reader:
         persona, empty = Persona(), {}
         for key, parse, attr in ((KEY_UGC, self.ugc, "ugc"), (KEY_PAIRS, self.pair, "pairs")):
             if key in d and not _is_null(d[key]):
-                setattr(persona, attr, [parse(v, f"{key}[{i}]") for i, v in enumerate(self.items(d[key], key))])
+                values = self.items(d[key], key)
+                setattr(persona, attr, [parse(v, f"{key}[{i}]") for i, v in enumerate(values)])
         if not _is_null(d.get(KEY_DEMOGRAPHICS)):
             persona.demographics = self.string(d, KEY_DEMOGRAPHICS, KEY_DEMOGRAPHICS)
         if not _is_null(d.get(direction_key)):
             persona.direction = self.vector(d[direction_key], direction_key)
         for key in (KEY_UGC, KEY_PAIRS, KEY_DEMOGRAPHICS, direction_key):
-            if key in d and (_is_null(d[key]) or (key in (KEY_UGC, KEY_PAIRS) and len(d[key]) == 0)):
-                empty[key] = None if _is_null(d[key]) else []
+            if key in d and _is_null(d[key]):
+                empty[key] = None
+            elif key in (KEY_UGC, KEY_PAIRS) and key in d and len(d[key]) == 0:
+                empty[key] = []
         return persona, empty
 
 
@@ -251,7 +269,9 @@ def record_from_dict(d: Mapping, *, source: str = "<input>", index: int | None =
         line (`int`, *optional*): the record's line (JSONL), for error messages.
 
     Returns:
-        `Record`: unknown keys go to ``extra`` (numpy values turned into Python ones).
+        `Record`: unknown keys go to ``extra`` (numpy values turned into Python ones). Inside
+        UGC / PAIR items only prompt, comment / chosen, rejected and "Preference Direction" are
+        kept (items have no ``extra``); a null item direction reads as absent.
 
     Raises:
         SchemaError: a missing required key (prompt, chosen, rejected), a wrong type or a bad
@@ -259,13 +279,9 @@ def record_from_dict(d: Mapping, *, source: str = "<input>", index: int | None =
     """
     r = _Reader(source, index, line)
     d = r.mapping(d, None)
+    prompt, chosen, rejected = (r.string(d, k, k) for k in (KEY_PROMPT, KEY_CHOSEN, KEY_REJECTED))
     persona, extra = r.persona_fields(d, KEY_PERSONA_DIRECTION)
-    record = Record(
-        prompt=r.string(d, KEY_PROMPT, KEY_PROMPT),
-        chosen=r.string(d, KEY_CHOSEN, KEY_CHOSEN),
-        rejected=r.string(d, KEY_REJECTED, KEY_REJECTED),
-        persona=persona,
-    )
+    record = Record(prompt=prompt, chosen=chosen, rejected=rejected, persona=persona)
     if not _is_null(d.get(KEY_DIRECTION)):
         record.direction = r.vector(d[KEY_DIRECTION], KEY_DIRECTION)
     if not _is_null(d.get(KEY_PROFILE)):
@@ -416,7 +432,8 @@ def _read_json(path: Path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise SchemaError(f"invalid JSON at column {e.colno}: {e.msg}", source=str(path), line=e.lineno) from e
+        reason = f"invalid JSON at column {e.colno}: {e.msg}"
+        raise SchemaError(reason, source=str(path), line=e.lineno) from e
     except UnicodeDecodeError as e:
         raise SchemaError(f"not UTF-8 text: {e}", source=str(path)) from e
 
@@ -431,7 +448,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
                 try:
                     yield lineno, json.loads(text)
                 except json.JSONDecodeError as e:
-                    raise SchemaError(f"invalid JSON at column {e.colno}: {e.msg}", source=str(path), line=lineno) from e
+                    reason = f"invalid JSON at column {e.colno}: {e.msg}"
+                    raise SchemaError(reason, source=str(path), line=lineno) from e
     except UnicodeDecodeError as e:
         raise SchemaError(f"not UTF-8 text: {e}", source=str(path)) from e
 
@@ -486,7 +504,8 @@ def iter_records(path: str | os.PathLike, *, format: str | None = None) -> Itera
     if fmt == "json":
         data = _read_json(path)
         if not isinstance(data, list):
-            raise SchemaError(f"expected a JSON list of records, got {_type_name(data)}", source=str(path))
+            reason = f"expected a JSON list of records, got {_type_name(data)}"
+            raise SchemaError(reason, source=str(path))
         for i, d in enumerate(data):
             yield record_from_dict(d, source=str(path), index=i)
     elif fmt == "jsonl":
@@ -497,7 +516,9 @@ def iter_records(path: str | os.PathLike, *, format: str | None = None) -> Itera
             yield record_from_dict(d, source=shard, index=i)
 
 
-def load_records(path: str | os.PathLike, *, format: str | None = None, limit: int | None = None) -> list[Record]:
+def load_records(
+    path: str | os.PathLike, *, format: str | None = None, limit: int | None = None
+) -> list[Record]:
     """Load and validate the records of a file; all or nothing.
 
     Args:
@@ -518,12 +539,7 @@ def load_records(path: str | os.PathLike, *, format: str | None = None, limit: i
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    records = []
-    for record in iter_records(path, format=format):
-        if limit is not None and len(records) >= limit:
-            break
-        records.append(record)
-    return records
+    return list(itertools.islice(iter_records(path, format=format), limit))
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -567,7 +583,8 @@ def save_records(records, path: str | os.PathLike, *, format: str | None = None)
     if fmt == "json":
         _atomic_write(path, _write_text(json.dumps(dicts, ensure_ascii=False, indent=2) + "\n"))
     elif fmt == "jsonl":
-        _atomic_write(path, _write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dicts)))
+        lines = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dicts)
+        _atomic_write(path, _write_text(lines))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -606,7 +623,9 @@ def save_persona(persona: Persona, path: str | os.PathLike) -> None:
 # ---------------------------------------------------------------------------- Hugging Face datasets
 
 
-def records_from_hf(dataset_or_id, split: str = "train", *, limit: int | None = None, **load_kwargs) -> list[Record]:
+def records_from_hf(
+    dataset_or_id, split: str = "train", *, limit: int | None = None, **load_kwargs
+) -> list[Record]:
     """Validate the rows of a Hugging Face dataset into records.
 
     Args:
@@ -642,9 +661,5 @@ def records_from_hf(dataset_or_id, split: str = "train", *, limit: int | None = 
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         ds = ds[split]
     source = source or getattr(getattr(ds, "info", None), "dataset_name", None) or "<dataset>"
-    records = []
-    for i, row in enumerate(ds):
-        if limit is not None and i >= limit:
-            break
-        records.append(record_from_dict(_drop_nulls(row), source=source, index=i))
-    return records
+    rows = itertools.islice(ds, limit)
+    return [record_from_dict(_drop_nulls(row), source=source, index=i) for i, row in enumerate(rows)]

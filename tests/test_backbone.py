@@ -174,3 +174,15 @@ def test_bad_config_values():
         BackboneConfig(precision="fp8")
     with pytest.raises(FileNotFoundError, match="model folder not found"):
         load_backbone(BackboneConfig(model="/nonexistent/model/dir"))
+
+
+def test_prequantized_nf4_cache_matches_quantizing_on_load(backbone, embedded_dir):
+    """The embedded nf4 load reads a cached 4-bit copy; it must equal quantizing the fp32 copy."""
+    from alignx.backbone import embedded_model_dir
+
+    assert embedded_model_dir(precision="nf4").name.endswith("-nf4-cpu")
+    on_the_fly = load_backbone(BackboneConfig(model=str(embedded_dir), precision="nf4"))
+    prompt = backbone.build_prompt("universal", "Name three fruits.")
+    plain = backbone.generate([prompt], [None], max_new_tokens=12)
+    assert plain == on_the_fly.generate([prompt], max_new_tokens=12)
+    assert backbone.score([prompt], ["Apples."], [None])[0] == pytest.approx(on_the_fly.score([prompt], ["Apples."])[0])

@@ -29,7 +29,7 @@ from alignx.preferences import (
     verbalize,
 )
 
-SHARED = Path("/work/shared")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 DIMENSIONS_TSV = SHARED / "reference" / "dimensions.tsv"
 PSOUPS = SHARED / "data" / "psoups" / "friendly_unfriendly.json"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -69,6 +69,13 @@ def test_dimension_spot_checks():
     assert DIMENSIONS[40].positive_label == "Concerned about harmlessness"
     assert DIMENSIONS[89].positive_label == "Likes fashion"
     assert len(set(POSITIVE_LABELS + NEGATIVE_LABELS)) == 180
+
+
+def test_dimension_label():
+    dim = DIMENSIONS[73]
+    assert (dim.label(1), dim.label(0), dim.label(0.5)) == ("Likes humor", "Dislikes humor", None)
+    with pytest.raises(ValueError, match="dimension 73: expected 1, 0 or 0.5, got 0.7"):
+        dim.label(0.7)
 
 
 def test_groups():

@@ -259,18 +259,16 @@ DIRECTED = Persona(
 )
 
 
-def test_pba_profile_from_directions_dispatch(monkeypatch):
-    seen = []
-    stub = types.ModuleType("alignx.preferences")
-    stub.get_profile = lambda directions: seen.append(list(directions)) or "STUB PROFILE"
-    monkeypatch.setitem(sys.modules, "alignx.preferences", stub)
-    out = build_prompt("pba", POST, persona=DIRECTED)
-    assert seen == [[_vec(d0=1.0, d4=1.0), _vec(d0=1.0, d48=1.0)]]
-    assert out == build_pba_prompt(POST, "STUB PROFILE")
+def test_pba_profile_from_persona_own_direction_wins():
+    from alignx.preferences import profile_from_vector
+
+    persona = Persona(DIRECTED.ugc, DIRECTED.pairs, direction=tuple(_vec(d1=0.0, d50=0.9)))
+    assert build_prompt("pba", POST, persona=persona) == build_pba_prompt(POST, profile_from_vector(persona.direction))
 
 
 def test_pba_profile_from_directions_real_preferences():
-    preferences = pytest.importorskip("alignx.preferences")
+    from alignx import preferences
+
     profile = preferences.get_profile([_vec(d0=1.0, d4=1.0), _vec(d0=1.0, d48=1.0)])
     assert profile.startswith("Young")  # dim 0 positive in both items
     assert build_prompt("pba", POST, persona=DIRECTED) == build_pba_prompt(POST, profile)

@@ -41,7 +41,8 @@ ALIGNX = FIXTURES / "alignx_sample.json"
 PSOUPS_SAMPLE = FIXTURES / "psoups_sample.json"
 JSONL = FIXTURES / "records_sample.jsonl"
 PERSONA = FIXTURES / "persona_example.json"
-SHARED_PSOUPS = Path("/work/shared/data/psoups/friendly_unfriendly.json")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_PSOUPS = SHARED / "data" / "psoups" / "friendly_unfriendly.json"
 
 
 def raw(path: Path) -> list[dict]:
@@ -260,6 +261,20 @@ def test_record_errors(path, value, field, reason):
     assert isinstance(err, ValueError)
     assert (err.source, err.index, err.field, err.reason) == ("friendly.json", 17, field, reason)
     assert str(err) == f"friendly.json: record 17: field {field!r}: {reason}"
+
+
+def test_required_keys_are_checked_first():
+    d = mutate(["prompt"], DELETE) | {KEY_UGC: "not a list"}
+    with pytest.raises(SchemaError, match="field 'prompt': missing required key"):
+        record_from_dict(d)
+
+
+def test_item_keys_beyond_the_schema_are_ignored():
+    d = mutate([KEY_PAIRS, 0, "score"], 3)
+    d[KEY_PAIRS][1][KEY_DIRECTION] = None  # a null item direction reads as absent
+    r = record_from_dict(d)
+    assert r.persona.pairs[1].direction is None
+    assert "score" not in record_to_dict(r)[KEY_PAIRS][0]
 
 
 def test_record_not_a_dict():

@@ -1,0 +1,256 @@
+"""Training data for ICA and PBA: AlignX records -> DPO rows, faithful to the paper.
+
+For every record (reference/ALIGNX.md §4, §15, official ``train/format_data.py``):
+
+1. ``num_ugc = min(randint(0, 4), len(UGC))`` and ``num_pair = min(randint(0, 4), len(PAIR))``;
+   if both are 0, ``min(4, len)`` of each; then ``random.sample`` that many items of each list.
+2. The ICA prompt shows the sampled items (UGC block, PAIR block) plus, by alignx's mixing rule,
+   the demographics (below). The PBA prompt shows the profile: the official `get_profile` over the
+   *same* sampled items' directions. The official code's bugs (§13) are avoided: the sampled lists
+   are always (re)assigned per record, so a count of 0 never reuses the previous record's items
+   (§13.2), and ``random`` is a local ``random.Random(seed)`` (§13.1).
+
+Profile fallbacks, in order: the sampled items' directions; if none of them has one (a
+demographics-only draw on AlignX), all of the persona's items (`Persona.profile`); if the items
+carry no directions at all (P-SOUPS, PRISM, UF-P-4), the record's precomputed ``profile``.
+
+Demographics mixing rule (the paper's P_DEMO results imply training saw DEMO; the released code
+never shows it). When the record has a non-empty ``Demographic Information``:
+
+- with probability ``demo_only_prob`` (default 0.1) the draw is *DEMO-only*: no UGC / PAIR items,
+  just the demographics (ICA), and the profile over all the persona's items (PBA: a DEMO summarises
+  the whole user, §13.8);
+- otherwise the 0-4 / 0-4 draw above, and the demographics are appended with probability
+  ``demo_prob`` (default 0.5).
+
+Rows are ``{"prompt", "chosen", "rejected", "method", "record_index", "kind", "n_ugc", "n_pair",
+"demo"}``; ``kind`` is ``"original"`` or an augmentation (`persona_swap_rows`, `contrast_rows`).
+
+Usage::
+
+    from alignx.learn.data import format_records
+    rows = format_records(records, "pba", seed=42, style="chat", tokenizer=tok)
+
+Pure Python: no torch. A tokenizer is only needed for the ``chat`` / ``chat-train`` styles.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+from alignx.prompts import build_prompt
+from alignx.schema import PairItem, Persona, Record, UGCItem
+
+MAX_ITEMS = 4
+DEMO_PROB = 0.5
+DEMO_ONLY_PROB = 0.1
+
+
+@dataclass
+class HistoryDraw:
+    """The persona items drawn for one training row (what the ICA prompt shows).
+
+    Args:
+        ugc (`list[UGCItem]`): the sampled UGC items, in sampled order.
+        pairs (`list[PairItem]`): the sampled PAIR items, in sampled order.
+        demographics (`str` or `None`): the demographics, when this draw shows them.
+        demo_only (`bool`): a DEMO-only draw (no items by construction).
+    """
+
+    ugc: list[UGCItem] = field(default_factory=list)
+    pairs: list[PairItem] = field(default_factory=list)
+    demographics: str | None = None
+    demo_only: bool = False
+
+    def persona(self) -> Persona:
+        """The drawn items as a `Persona` (for `alignx.prompts.build_ica_prompt`)."""
+        return Persona(ugc=list(self.ugc), pairs=list(self.pairs), demographics=self.demographics)
+
+
+def sample_counts(n_ugc: int, n_pair: int, rng: random.Random, max_items: int = MAX_ITEMS) -> tuple[int, int]:
+    """The official counts: ``min(randint(0, 4), len)`` each; ``min(4, len)`` of each if both are 0."""
+    k_ugc = min(rng.randint(0, max_items), n_ugc)
+    k_pair = min(rng.randint(0, max_items), n_pair)
+    if k_ugc == 0 and k_pair == 0:
+        k_ugc, k_pair = min(max_items, n_ugc), min(max_items, n_pair)
+    return k_ugc, k_pair
+
+
+def sample_history(persona: Persona, rng: random.Random, *, max_items: int = MAX_ITEMS,
+                   demo_prob: float = DEMO_PROB, demo_only_prob: float = DEMO_ONLY_PROB) -> HistoryDraw:
+    """Draw the items one training row shows (module docstring: counts and DEMO mixing rule).
+
+    The lists are built fresh on every call, so nothing leaks from a previous record (§13.2).
+    """
+    has_demo = bool(persona.demographics)
+    if has_demo and rng.random() < demo_only_prob:
+        return HistoryDraw(demographics=persona.demographics, demo_only=True)
+    k_ugc, k_pair = sample_counts(len(persona.ugc), len(persona.pairs), rng, max_items)
+    ugc = rng.sample(persona.ugc, k_ugc)
+    pairs = rng.sample(persona.pairs, k_pair)
+    demo = persona.demographics if has_demo and rng.random() < demo_prob else None
+    return HistoryDraw(ugc=ugc, pairs=pairs, demographics=demo)
+
+
+def draw_profile(record: Record, draw: HistoryDraw) -> str | None:
+    """The PBA profile of a draw: `get_profile` of the drawn items' directions, with the fallbacks of
+    the module docstring (all persona items, then the record's precomputed ``profile``)."""
+    from alignx.preferences import get_profile
+
+    directions = [it.direction for it in [*draw.ugc, *draw.pairs] if it.direction is not None]
+    if directions:
+        return get_profile(directions)
+    return record.persona.profile() or record.profile
+
+
+def format_row(record: Record, method: str, rng: random.Random, *, index: int, style: str = "chat",
+               tokenizer: Any = None, persona_from: Record | None = None, kind: str = "original",
+               swap_labels: bool = False, **draw_kwargs) -> dict | None:
+    """One DPO row for ``record``.
+
+    Args:
+        record (`Record`): the preference example.
+        method (`str`): ``"ica"`` or ``"pba"``.
+        rng (`random.Random`): the one source of randomness.
+        index (`int`): the record's index in its file (kept as ``record_index``).
+        style (`str`, defaults to `"chat"`): a template of `alignx.prompts` (``chat``/``chat-train``
+            for chat-template backbones such as SmolLM2, ``official-train`` for Llama-3).
+        tokenizer: required by the chat styles.
+        persona_from (`Record`, *optional*): take the persona / profile from this record instead
+            (a persona swap); the prompt and responses stay ``record``'s.
+        kind (`str`): a tag stored in the row. swap_labels (`bool`): exchange chosen and rejected.
+        draw_kwargs: ``max_items``, ``demo_prob``, ``demo_only_prob`` for `sample_history`.
+
+    Returns:
+        The row dict, or `None` when PBA has no profile for this record.
+    """
+    source = persona_from if persona_from is not None else record
+    draw = sample_history(source.persona, rng, **draw_kwargs)
+    chosen, rejected = (record.rejected, record.chosen) if swap_labels else (record.chosen, record.rejected)
+    if method == "ica":
+        prompt = build_prompt("ica", record.prompt, persona=draw.persona(), style=style, tokenizer=tokenizer)
+    elif method == "pba":
+        profile = draw_profile(source, draw)
+        if not profile:
+            return None
+        prompt = build_prompt("pba", record.prompt, profile=profile, style=style, tokenizer=tokenizer)
+    else:
+        raise ValueError(f"unknown method {method!r}; training formats 'ica' or 'pba'")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "method": method,
+            "record_index": index, "kind": kind, "n_ugc": len(draw.ugc), "n_pair": len(draw.pairs),
+            "demo": draw.demographics is not None}
+
+
+def _indices(records: Sequence[Record], indices: Sequence[int] | None) -> list[int]:
+    return list(range(len(records))) if indices is None else list(indices)
+
+
+def format_records(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
+                   tokenizer: Any = None, indices: Sequence[int] | None = None, **draw_kwargs) -> list[dict]:
+    """The paper's training rows: one per record, drawn with ``random.Random(seed)``.
+
+    Args:
+        records: the records. indices (*optional*): their indices in the source file (for
+            ``record_index``; default 0..n-1). Other args as in `format_row`.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for i, rec in zip(_indices(records, indices), records):
+        row = format_row(rec, method, rng, index=i, style=style, tokenizer=tokenizer, **draw_kwargs)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- persona swaps
+
+
+def persona_key(record: Record) -> str | None:
+    """The user a record belongs to (``ground_truth_persona``), `None` when unknown."""
+    return record.ground_truth_persona
+
+
+def swap_partner(records: Sequence[Record], i: int, rng: random.Random) -> int:
+    """Index of a record with a different ``ground_truth_persona`` than ``records[i]`` (uniform)."""
+    key = persona_key(records[i])
+    others = [j for j, r in enumerate(records) if persona_key(r) is not None and persona_key(r) != key]
+    if key is None or not others:
+        raise ValueError("a persona swap needs records with at least two different ground_truth_persona values")
+    return rng.choice(others)
+
+
+def swap_persona(record: Record, donor: Record) -> Record:
+    """``record`` with the persona and profile of ``donor`` (prompt and responses unchanged)."""
+    return replace(record, persona=donor.persona, profile=donor.profile,
+                   ground_truth_persona=donor.ground_truth_persona)
+
+
+def swapped_records(records: Sequence[Record], seed: int = 0) -> list[Record]:
+    """Every record with the persona / profile of a seeded random record of another user."""
+    rng = random.Random(seed)
+    return [swap_persona(r, records[swap_partner(records, i, rng)]) for i, r in enumerate(records)]
+
+
+def persona_swap_rows(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
+                      tokenizer: Any = None, indices: Sequence[int] | None = None, **draw_kwargs) -> list[dict]:
+    """Augmentation that teaches persona-conditionality: under ANOTHER user's persona the labels flip.
+
+    For a record of user A (chosen = A's style, rejected = the plain answer) shown with the persona
+    of user B of the opposite style, the plain answer is preferred: ``chosen = record.rejected``,
+    ``rejected = record.chosen``. This is justified for opposite-style pairs such as P-SOUPS'
+    friendly / unfriendly (a user who wants rude answers prefers a plain one to a jokey-friendly one,
+    and vice versa), not for arbitrary users; use it only on such data. ``kind = "swap"``.
+    """
+    rng = random.Random(seed + 1)
+    idx = _indices(records, indices)
+    rows = []
+    for pos, (i, rec) in enumerate(zip(idx, records)):
+        donor = records[swap_partner(records, pos, rng)]
+        row = format_row(rec, method, rng, index=i, style=style, tokenizer=tokenizer, persona_from=donor,
+                         kind="swap", swap_labels=True, **draw_kwargs)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def contrast_rows(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
+                  tokenizer: Any = None, indices: Sequence[int] | None = None, **draw_kwargs) -> list[dict]:
+    """Cross-persona contrast pairs: for a prompt answered by two users of different personas, under
+    user A's persona A's chosen response beats B's chosen response. ``kind = "contrast"``."""
+    rng = random.Random(seed + 2)
+    idx = _indices(records, indices)
+    by_prompt: dict[str, list[int]] = {}
+    for pos, rec in enumerate(records):
+        by_prompt.setdefault(rec.prompt, []).append(pos)
+    rows = []
+    for pos, (i, rec) in enumerate(zip(idx, records)):
+        rivals = [p for p in by_prompt[rec.prompt]
+                  if persona_key(records[p]) != persona_key(rec) and records[p].chosen != rec.chosen]
+        if not rivals or persona_key(rec) is None:
+            continue
+        other = records[rng.choice(rivals)]
+        pair = replace(rec, rejected=other.chosen)
+        row = format_row(pair, method, rng, index=i, style=style, tokenizer=tokenizer, kind="contrast", **draw_kwargs)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+AUGMENTATIONS = {"swap": persona_swap_rows, "contrast": contrast_rows}
+
+
+def build_training_rows(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
+                        tokenizer: Any = None, indices: Sequence[int] | None = None,
+                        augment: Sequence[str] = (), shuffle: bool = True, **draw_kwargs) -> list[dict]:
+    """`format_records` plus the named augmentations (``"swap"``, ``"contrast"``), shuffled with the seed."""
+    kw = dict(seed=seed, style=style, tokenizer=tokenizer, indices=indices, **draw_kwargs)
+    rows = format_records(records, method, **kw)
+    for name in augment:
+        if name not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
+        rows += AUGMENTATIONS[name](records, method, **kw)
+    if shuffle:
+        random.Random(seed + 3).shuffle(rows)
+    return rows
