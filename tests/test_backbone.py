@@ -186,3 +186,18 @@ def test_prequantized_nf4_cache_matches_quantizing_on_load(backbone, embedded_di
     plain = backbone.generate([prompt], [None], max_new_tokens=12)
     assert plain == on_the_fly.generate([prompt], max_new_tokens=12)
     assert backbone.score([prompt], ["Apples."], [None])[0] == pytest.approx(on_the_fly.score([prompt], ["Apples."])[0])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_other_precisions_load_and_generate(precision):
+    import torch
+
+    bb = load_backbone(BackboneConfig(precision=precision))
+    assert bb.precision == precision
+    if precision == "bf16":
+        assert bb.model.dtype == torch.bfloat16
+    else:
+        assert type(bb.model.model.layers[0].self_attn.q_proj).__name__ == "Linear8bitLt"
+    prompt = bb.build_prompt("universal", "Hi")
+    assert bb.generate([prompt], max_new_tokens=3)[0]
+    assert np.isfinite(bb.score([prompt], ["Hello!"])[0])
