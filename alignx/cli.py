@@ -64,9 +64,11 @@ def _parse_adapters(items: list[str] | None) -> dict[str, str]:
     return adapters
 
 
-def add_backbone_args(p: argparse.ArgumentParser) -> None:
-    from alignx.backbone import PRECISIONS
+# Kept here so building the parser imports no torch; a test checks they match the backbone's.
+PRECISIONS = ("auto", "fp32", "bf16", "int8", "nf4")
 
+
+def add_backbone_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backbone")
     g.add_argument("--model", default="embedded", help="'embedded' (default), a HF model id or a local folder")
     g.add_argument("--gguf-file", default=None, help="GGUF file inside --model, if it is a GGUF repo or folder")
@@ -159,6 +161,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_backbone_args(p)
     p.set_defaults(func=cmd_generate)
+
+    from alignx.learn import evaluate as learn_evaluate
+    from alignx.learn import train as learn_train
+
+    learn_train.add_parser(sub)
+    learn_evaluate.add_parser(sub)
     return parser
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,20 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 PSOUPS = SHARED / "data" / "psoups" / "friendly_unfriendly.json"
 DIMENSIONS_TSV = SHARED / "reference" / "dimensions.tsv"
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@functools.cache
+def bench_layout() -> Path:
+    """The benchmark fixtures in the official folder layout, in a temporary folder.
+
+    The P-Soups samples are stored as `*.sample.json` (no repository file carries a real
+    benchmark's name); here they get their official names.
+    """
+    root = Path(tempfile.mkdtemp(prefix="alignx-bench-"))
+    shutil.copytree(FIXTURES / "bench", root, dirs_exist_ok=True)
+    for sample in root.rglob("*.sample.json"):
+        sample.rename(sample.with_name(sample.name.replace(".sample.json", ".json")))
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -97,3 +97,17 @@ def test_generate_bad_input(capsys, args, message):
     assert main(["generate", "--prompt", "hi", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("alignx generate: error:") and message in err
+
+
+def test_parser_is_light_and_lists_all_commands():
+    code = ("import sys; from alignx.cli import make_parser; p = make_parser(); "
+            "print(sorted(p._subparsers._group_actions[0].choices)); print('torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[:2] == ["['eval', 'generate', 'profile', 'train']", "False"]
+
+
+def test_cli_precisions_match_backbone():
+    from alignx import backbone, cli
+
+    assert cli.PRECISIONS == backbone.PRECISIONS

@@ -17,9 +17,10 @@ from alignx.learn.benchmarks import (BenchmarkSpec, get_benchmark, list_benchmar
                                      resolve_profile)
 from alignx.learn.evaluate import evaluate, main, run_benchmark, swap_partners
 from alignx.schema import Record, load_records
+from conftest import bench_layout
 
 HERE = Path(__file__).parent
-BENCH = HERE / "fixtures" / "bench"
+BENCH = bench_layout()  # the fixtures in the official layout
 PSOUPS = HERE.parents[1] / "shared" / "data" / "psoups" / "friendly_unfriendly.json"
 TRL_KEYS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected", "logps/chosen",
             "logps/rejected")
@@ -104,6 +105,27 @@ def test_golden_profiles():
     assert parquet[0].profile == parquet[0].persona.profile()
 
 
+def test_split_file_selects_held_out_records():
+    """The real `alignx.learn.split` loader on a split file made for the fixture (1 per persona)."""
+    spec = get_benchmark("psoups-friendly_unfriendly")
+    held_out = spec.load(BENCH, split=str(BENCH / "splits" / "psoups_fixture.json"))
+    everything = spec.load(BENCH)
+    assert [(r.prompt, r.chosen) for r in held_out] == [(e.prompt, e.chosen) for e in everything[0:3:2]]
+    assert {r.ground_truth_persona for r in held_out} == {r.ground_truth_persona for r in everything}
+    with pytest.raises(ValueError, match="hash"):  # a split is bound to its file's content
+        get_benchmark("psoups-student_phd").load(BENCH, split=str(BENCH / "splits" / "psoups_fixture.json"))
+
+
+@pytest.mark.skipif(not PSOUPS.exists(), reason="shared P-SOUPS data not available")
+def test_shipped_psoups_split_is_balanced():
+    held_out = get_benchmark("psoups-friendly_unfriendly").load(PSOUPS, split="psoups_friendly_unfriendly")
+    assert len(held_out) >= 120
+    counts = {}
+    for r in held_out:
+        counts[r.ground_truth_persona] = counts.get(r.ground_truth_persona, 0) + 1
+    assert len(counts) == 2 and min(counts.values()) >= 60
+
+
 def test_split_selects_held_out_records():
     calls = []
 
@@ -146,7 +168,7 @@ def test_hand_checked_likelihood_accuracy(backbone_fp32):
 def test_implicit_reward_matches_raw_scores(backbone_fp32):
     """Recompute every decision from raw `Backbone.score` values, one row at a time."""
     bb, beta = backbone_fp32, 0.1
-    records = get_benchmark("psoups-friendly_unfriendly").load(BENCH)
+    records = get_benchmark("psoups-friendly_unfriendly").load(BENCH)[1:3]  # one of each persona
     out = evaluate(bb, records, method="pba", beta=beta, per_example=True)
     assert out["metric"] == "implicit-reward" and out["config"]["policy_adapter"] == "pba"
     for r, ex in zip(records, out["examples"]):
@@ -188,7 +210,7 @@ def test_pba_without_profile_is_a_clear_error(plain_backbone):
 
 
 def test_output_keys_and_json(backbone):
-    records = get_benchmark("psoups-concise_detail").load(BENCH)
+    records = get_benchmark("ufp4-truthfulness").load(BENCH)
     out = evaluate(backbone, records, method="ica", limit=2, per_example=True)
     for key in ("accuracy", "n", "metric", "config", "version", "git_commit", "timing", *TRL_KEYS,
                 "ref_logps/chosen", "ref_logps/rejected"):

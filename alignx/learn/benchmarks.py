@@ -7,7 +7,7 @@ the repository; every benchmark reads the file (or folder) given with ``--data``
 
     from alignx.learn.benchmarks import get_benchmark, list_benchmarks
     spec = get_benchmark("psoups-friendly_unfriendly")
-    records = spec.load("/data/P-Soups/friendly_unfriendly.json", split="psoups_friendly_unfriendly")
+    records = spec.load("/data/P-Soups/friendly_unfriendly.json", split="psoups_friendly_unfriendly")  # held-out
 
 Entries (see `python -m alignx.learn.benchmarks` for the table):
 
@@ -119,10 +119,13 @@ class BenchmarkSpec:
 
         Args:
             data: the benchmark file, or a folder holding it at ``default_file``.
-            split (`str`, *optional*): a held-out split name (benchmarks with ``supports_split``),
-                resolved by ``alignx.learn.split.load_split(name, records)``.
+            split (`str`, *optional*): a held-out split name (benchmarks with ``supports_split``):
+                only its held-out records are kept, via ``alignx.learn.split.heldout_records(name,
+                records)`` (the held-out side of ``load_split``; hash-checked). A path to a split
+                ``.json`` file works too.
             limit (`int`, *optional*): keep the first ``limit`` records (smoke tests only).
-            split_loader (*optional*): a replacement for ``load_split`` (tests).
+            split_loader (*optional*): ``(name, records) -> held-out records``, replacing
+                ``heldout_records`` (tests).
         """
         records = load_records(self.resolve_data(data))
         if split is not None:
@@ -131,7 +134,7 @@ class BenchmarkSpec:
                 raise ValueError(f"{self.name} has no held-out splits; benchmarks that do: {', '.join(splittable)}")
             if split_loader is None:
                 try:
-                    from alignx.learn.split import load_split as split_loader
+                    from alignx.learn.split import heldout_records as split_loader
                 except ImportError as exc:
                     raise ValueError(f"held-out splits need alignx.learn.split, which is missing ({exc})") from exc
             records = list(split_loader(split, records))

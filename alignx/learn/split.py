@@ -76,6 +76,8 @@ def make_split(records: Sequence[Record], *, per_persona: int = 60, seed: int = 
                 break
             chosen += groups[persona][h]
             taken += len(groups[persona][h])
+    held_hashes = {record_hash(records[i]) for i in chosen}  # copies filed under another persona too
+    chosen = sorted(set(chosen) | {i for i, r in enumerate(records) if record_hash(r) in held_hashes})
     heldout = [{"index": i, "hash": record_hash(records[i]), "persona": records[i].ground_truth_persona}
                for i in sorted(chosen)]
     return {"name": name, "source": source, "seed": seed, "n_records": len(records),

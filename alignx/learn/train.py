@@ -1,0 +1,323 @@
+"""DPO training of ICA / PBA LoRA adapters with TRL's `DPOTrainer` (reference/ALIGNX.md §4-§6).
+
+The policy is the backbone plus a fresh LoRA adapter; the reference is the same backbone with the
+adapter disabled (no second model copy). DPO loss as in the paper (sigmoid, β = 0.1, summed
+response log-probs). QLoRA (nf4 base, bf16 compute) when CUDA is present.
+
+CPU (the embedded SmolLM2-135M; what ships in ``assets/adapters/``)::
+
+    python -m alignx.learn.train --config configs/recipes/cpu_smollm2.yaml \\
+        --method pba --data ../shared/data/psoups/friendly_unfriendly.json \\
+        --split psoups_friendly_unfriendly --out assets/adapters/pba
+
+The paper's recipe (Llama-3.1-8B-Instruct, full data) on 8 GPUs::
+
+    accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml -m alignx.learn.train \\
+        --config configs/recipes/paper_full_8b.yaml --method ica --data alignx_train/ --out runs/ica
+
+Every `DPOConfig` field is a flag too (``--per_device_train_batch_size 4``); ``--out``, ``--epochs``
+and ``--lr`` are short for ``--output_dir``, ``--num_train_epochs`` and ``--learning_rate``.
+Output: ``adapter_model.safetensors`` + ``adapter_config.json`` + ``train_log.json`` (command, seed,
+data hash, wall time, machine, final loss, ``rewards/accuracies``).
+
+Speed on the CPU (see ``benchmarks/bench_train.py``): reference log-probs precomputed once, bf16
+base weights (AMX) with fp32 LoRA weights, no gradient checkpointing, LoRA only on the top layers
+(the backward pass stops there), length-grouped batches, short ``max_length``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ALIASES = {"--out": "--output_dir", "--epochs": "--num_train_epochs", "--lr": "--learning_rate"}
+LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+
+@dataclass
+class AlignXTrainArguments:
+    """alignx's own training options (everything else is TRL's `DPOConfig`).
+
+    Args:
+        method (`str`): ``ica`` (raw persona in the prompt) or ``pba`` (preference profile).
+        data (`str`): AlignX-style records: .json / .jsonl / .parquet file or parquet folder.
+        split (`str`, *optional*): a split in ``assets/splits``; only its TRAIN side is used.
+        model (`str`, defaults to `"embedded"`): ``embedded`` (SmolLM2-135M-Instruct), a HF id or folder.
+        precision (`str`, defaults to `"auto"`): ``auto`` = nf4 (QLoRA) on CUDA, bf16 weights on a
+            CPU with native bf16 (AMX / AVX512-BF16), else fp32; or ``fp32``, ``bf16``, ``nf4``.
+        prompt_style (`str`, defaults to `"auto"`): a template of `alignx.prompts`; ``auto`` =
+            ``official-train`` for Llama-3 models, else ``chat`` (the wording the backbone is
+            evaluated and served with).
+        augment (`str`): comma list of augmentations of `alignx.learn.data`: ``swap``, ``contrast``.
+        limit (`int`, *optional*): use only the first N training rows (after shuffling).
+        validation_per_persona (`int`): validation records per persona held back from the TRAIN side.
+        lora_r, lora_alpha, lora_dropout, lora_target_modules, lora_top_layers: the LoRA adapter.
+        demo_prob, demo_only_prob (`float`): demographics mixing rule (`alignx.learn.data`).
+        threads (`int`, *optional*): torch intra-op threads.
+    """
+
+    method: str = field(default="pba", metadata={"help": "ica or pba.", "choices": ["ica", "pba"]})
+    data: str = field(default="", metadata={"help": "Records file (.json/.jsonl/.parquet) or parquet folder."})
+    split: str | None = field(default=None, metadata={"help": "Split name in assets/splits; trains on its train side."})
+    model: str = field(default="embedded", metadata={"help": "'embedded', a HF model id or a local folder."})
+    precision: str = field(default="auto", metadata={"help": "auto, fp32, bf16 or nf4.",
+                                                       "choices": ["auto", "fp32", "bf16", "nf4"]})
+    prompt_style: str = field(default="auto", metadata={"help": "auto, chat, chat-train, official-train, official-eval."})
+    augment: str = field(default="", metadata={"help": "Comma list: swap (persona-swapped, labels flipped), contrast."})
+    limit: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    validation_per_persona: int = field(default=0, metadata={"help": "Validation records per persona from the train side."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(default=LORA_TARGETS, metadata={"help": "Comma list of module names, or all-linear."})
+    lora_top_layers: int | None = field(default=None, metadata={"help": "LoRA only on the top N decoder layers (None: all)."})
+    demo_prob: float = field(default=0.5, metadata={"help": "P(show demographics) in a history draw."})
+    demo_only_prob: float = field(default=0.1, metadata={"help": "P(DEMO-only draw) when demographics exist."})
+    threads: int | None = field(default=None, metadata={"help": "torch intra-op threads."})
+
+
+def make_parser(subparsers=None):
+    """A `TrlParser` over (`AlignXTrainArguments`, `DPOConfig`); with ``--config recipe.yaml``."""
+    from trl import DPOConfig, TrlParser
+
+    types = (AlignXTrainArguments, DPOConfig)
+    if subparsers is not None:
+        return subparsers.add_parser("train", help="DPO-train an ICA or PBA adapter", dataclass_types=types)
+    return TrlParser(types, prog="alignx train")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``alignx train`` on a plain argparse subparsers object (alignx/cli.py).
+
+    Every argument is handed over to the TRL parser unchanged (so ``--help`` shows all options).
+    """
+    # prefix_chars="+": every "--flag" stays a plain string for the TRL parser to read.
+    p = subparsers.add_parser("train", help="DPO-train an ICA or PBA LoRA adapter (TRL)", add_help=False,
+                              prefix_chars="+", description="See `python -m alignx.learn.train --help`.")
+    p.add_argument("train_args", nargs="*")
+    p.set_defaults(func=lambda args: 0 if main(args.train_args) else 1)
+    return p
+
+
+def parse_args(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [ALIASES.get(a, a) for a in argv]
+    argv = [ALIASES[a.split("=")[0]] + "=" + a.split("=", 1)[1] if "=" in a and a.split("=")[0] in ALIASES else a
+            for a in argv]
+    parser = make_parser()
+    alignx_args, dpo_args, *rest = parser.parse_args_and_config(argv, return_remaining_strings=True)
+    remaining = rest[0] if rest else []
+    if remaining:  # launcher flags and typos are reported, not fatal
+        print(f"alignx train: ignoring unknown arguments {remaining}", file=sys.stderr)
+    if not alignx_args.data:
+        parser.error("--data is required")
+    return alignx_args, dpo_args, argv
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    p = Path(path)
+    files = sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    import torch
+
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        return "nf4"
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    native_bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
+    return "bf16" if native_bf16 and torch.backends.mkldnn.is_available() else "fp32"
+
+
+def load_model(args: AlignXTrainArguments, device: str):
+    """(model, tokenizer, model_dir, precision) for training: fp32 / bf16 weights, or an nf4 base."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignx.backbone import EMBEDDED, embedded_model_dir, get_quantization_config
+
+    source = str(embedded_model_dir()) if args.model == EMBEDDED else args.model
+    precision = resolve_precision(args.precision, device)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict = {}
+    if precision == "nf4":
+        kwargs["quantization_config"] = get_quantization_config("nf4", device)
+        kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}  # TRL's get_kbit_device_map equivalent
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    else:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    return model, tokenizer, source, precision
+
+
+def lora_config(args: AlignXTrainArguments, num_layers: int):
+    from peft import LoraConfig
+
+    targets = "all-linear" if args.lora_target_modules == "all-linear" else \
+        [t.strip() for t in args.lora_target_modules.split(",") if t.strip()]
+    layers = None
+    if args.lora_top_layers:
+        layers = list(range(max(0, num_layers - args.lora_top_layers), num_layers))
+    return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
+
+
+def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
+    """(train rows, validation rows, info) from the records, the split's train side and the augmentations."""
+    from alignx.learn.data import build_training_rows
+    from alignx.learn.split import split_indices, validation_indices
+    from alignx.schema import load_records
+
+    records = load_records(args.data)
+    train_idx = list(range(len(records)))
+    heldout: list[int] = []
+    if args.split:
+        train_idx, heldout = split_indices(args.split, records)
+    val_idx: list[int] = []
+    if args.validation_per_persona:
+        val_idx = validation_indices(records, train_idx, per_persona=args.validation_per_persona, seed=seed)
+        train_idx = [i for i in train_idx if i not in set(val_idx)]
+    augment = [a.strip() for a in args.augment.split(",") if a.strip()]
+    kw = dict(seed=seed, style=style, tokenizer=tokenizer, augment=augment,
+              demo_prob=args.demo_prob, demo_only_prob=args.demo_only_prob)
+    rows = build_training_rows([records[i] for i in train_idx], args.method, indices=train_idx, **kw)
+    if args.limit:
+        rows = rows[: args.limit]
+    val_rows = build_training_rows([records[i] for i in val_idx], args.method, indices=val_idx, **kw) if val_idx else []
+    info = {"n_records": len(records), "n_train_records": len(train_idx), "n_validation_records": len(val_idx),
+            "n_heldout_records_excluded": len(heldout), "n_train_rows": len(rows), "n_validation_rows": len(val_rows),
+            "augment": augment}
+    return rows, val_rows, info
+
+
+def _trainer_class():
+    from trl import DPOTrainer
+
+    class AlignXDPOTrainer(DPOTrainer):
+        """`DPOTrainer` that keeps a ``length`` column, so ``train_sampling_strategy=group_by_length`` works."""
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if "length" not in self._signature_columns:
+                self._signature_columns.append("length")
+
+    return AlignXDPOTrainer
+
+
+def _add_lengths(dataset):
+    if dataset is None or "length" in dataset.column_names:
+        return dataset
+    return dataset.map(lambda e: {"length": len(e["prompt_ids"]) + max(len(e["chosen_ids"]), len(e["rejected_ids"]))})
+
+
+def build_trainer(args: AlignXTrainArguments, training_args):
+    """Load the model, format the data and build the (length-grouping) `DPOTrainer`.
+
+    Returns:
+        (trainer, info): ``info`` has the model source, precision, prompt style and data counts.
+    """
+    from datasets import Dataset
+
+    from alignx.backbone import resolve_device, resolve_template
+
+    device = resolve_device("auto")
+    model, tokenizer, source, precision = load_model(args, device)
+    style = args.prompt_style
+    if style == "auto":
+        llama3 = "llama-3" in source.lower() or "alignxpert" in source.lower()
+        style = "official-train" if llama3 else resolve_template(args.model)
+    rows, val_rows, info = build_rows(args, tokenizer, style, training_args.seed)
+    keep = ("prompt", "chosen", "rejected")
+    train_ds = Dataset.from_list([{k: r[k] for k in keep} for r in rows])
+    eval_ds = Dataset.from_list([{k: r[k] for k in keep} for r in val_rows]) if val_rows else None
+    if eval_ds is None and training_args.eval_strategy != "no":
+        training_args.eval_strategy = "no"
+    if precision == "bf16" and device == "cpu":
+        training_args.bf16 = True  # autocast for the fp32 LoRA weights on the bf16 base
+    if precision == "fp32":
+        training_args.bf16 = False
+    peft_config = lora_config(args, model.config.num_hidden_layers)
+    trainer = _trainer_class()(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
+                               processing_class=tokenizer, peft_config=peft_config)
+    trainer.train_dataset = _add_lengths(trainer.train_dataset)
+    info.update(model_source=source, precision=precision, prompt_style=style, device=device)
+    return trainer, info
+
+
+def main(argv=None, *, args: AlignXTrainArguments | None = None, training_args=None) -> dict:
+    """Train one adapter. Pass ``argv`` (CLI strings) or already-built ``args`` + ``training_args``.
+
+    Returns:
+        The `train_log.json` dict.
+    """
+    import torch
+
+    command = ["python", "-m", "alignx.learn.train", *(argv or [])]
+    if args is None:
+        args, training_args, argv = parse_args(argv)
+        command = ["python", "-m", "alignx.learn.train", *argv]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    trainer, info = build_trainer(args, training_args)
+    source, precision, style, device, seed = (info["model_source"], info["precision"], info["prompt_style"],
+                                              info["device"], training_args.seed)
+    eval_ds = trainer.eval_dataset
+    t_train = time.time()
+    result = trainer.train()
+    train_seconds = time.time() - t_train
+    metrics = {}
+    if eval_ds is not None:
+        metrics = trainer.evaluate()
+    out = Path(training_args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    had_readme = (out / "README.md").exists()
+    trainer.model.save_pretrained(out, safe_serialization=True)
+    if not had_readme:  # peft writes a boilerplate model card; the run is described by train_log.json
+        (out / "README.md").unlink(missing_ok=True)
+    history = trainer.state.log_history
+    train_logs = [h for h in history if "loss" in h]
+    last = train_logs[-1] if train_logs else {}
+    log = {
+        "command": " ".join(command),
+        "method": args.method, "data": str(args.data), "data_sha256": file_sha256(args.data), "split": args.split,
+        "model": args.model, "model_source": source, "precision": precision, "prompt_style": style,
+        "seed": seed, **info,
+        "alignx_args": asdict(args),
+        "dpo_args": {k: v for k, v in training_args.to_dict().items() if isinstance(v, (int, float, str, bool, type(None), list))},
+        "wall_seconds": round(time.time() - t0, 1), "train_seconds": round(train_seconds, 1),
+        "pairs_per_second": round(info["n_train_rows"] * training_args.num_train_epochs / max(train_seconds, 1e-9), 3),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+                    "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if device == "cuda" else None},
+        "final_train_loss": result.training_loss,
+        "last_logged": last,
+        "rewards/accuracies": last.get("rewards/accuracies"),
+        "validation": metrics,
+        "log_history": history,
+    }
+    (out / "train_log.json").write_text(json.dumps(log, indent=1, default=str) + "\n")
+    trainer.accelerator.print(f"saved adapter to {out} ({log['train_seconds']} s training, "
+                              f"{log['pairs_per_second']} pairs/s, loss {result.training_loss:.4f})")
+    return log
+
+
+if __name__ == "__main__":
+    main()

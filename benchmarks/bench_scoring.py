@@ -1,0 +1,195 @@
+"""Scoring throughput: alignx's batched scorer vs the official one-sequence-per-forward scorer.
+
+Both score the same chosen/rejected pairs (P-SOUPS records, ICA prompts with the persona in
+context) with the same loaded model, side by side in one run:
+
+- **batched**: `Backbone.score` (batch 8, rows sorted by length, left padding, only the response
+  positions go through the LM head);
+- **official**: as the paper's ``eval/loss_*.py`` do it: one ``[bos] + prompt + response + [eos]``
+  sequence per forward pass, full logits over every position, log-softmax, sum of the response
+  (+ EOS) token log-probs.
+
+The pairs are timed in interleaved rounds (the scorer that goes first rotates every round) so
+that load from other processes hits all alike. ``--prefix-shared`` adds a third scorer, a
+proposal for `Backbone.score`: each prompt runs once and its responses reuse its KV cache. It prints both throughputs, the speed ratio
+(goal >= 5x) and whether every chosen-vs-rejected decision is the same.
+
+    python benchmarks/bench_scoring.py --data ../shared/data/psoups/friendly_unfriendly.json --pairs 64
+    python benchmarks/bench_scoring.py              # tests/fixtures P-SOUPS file, records repeated
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_PSOUPS = ROOT.parent / "shared" / "data" / "psoups" / "friendly_unfriendly.json"
+FIXTURE_PSOUPS = ROOT / "tests" / "fixtures" / "bench" / "P-Soups" / "friendly_unfriendly.sample.json"
+
+
+def official_score(backbone, prompts, responses) -> np.ndarray:
+    """One sequence per forward with full logits, as eval/loss_ica.py (no batching, no adapter)."""
+    import torch
+
+    tok, model = backbone.tokenizer, backbone.model
+    out = np.zeros(len(prompts))
+    with torch.inference_mode():
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            p_ids = tok(p, add_special_tokens=False)["input_ids"]
+            if tok.bos_token_id is not None and (not p_ids or p_ids[0] != tok.bos_token_id):
+                p_ids = [tok.bos_token_id] + p_ids
+            r_ids = tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            ids = torch.tensor([p_ids + r_ids], device=model.device)
+            logits = model(input_ids=ids, use_cache=False).logits.float()  # (1, T, V): every position
+            logp = torch.log_softmax(logits[0, :-1], dim=-1)
+            token_logp = logp.gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
+            out[i] = token_logp[len(p_ids) - 1:].sum().item()  # the response + EOS positions
+    return out
+
+
+def prefix_shared_score(backbone, prompts, responses) -> np.ndarray:
+    """A *proposal* (not in alignx yet): each distinct prompt runs once; its responses reuse its
+    KV cache as one batch, and only response positions go through the LM head. Same quantity as
+    `Backbone.score` (no adapters here)."""
+    import torch
+
+    tok, model = backbone.tokenizer, backbone.model
+    eos = tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(p, []).append(i)
+    out = np.zeros(len(prompts))
+    with torch.inference_mode():
+        for p, idx in groups.items():
+            p_ids = backbone._prompt_ids(p)
+            res = model(input_ids=torch.tensor([p_ids], device=model.device), use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(res.logits[0, -1].float(), dim=-1)  # predicts the 1st response token
+            cache = res.cache
+            cache.batch_repeat_interleave(len(idx))
+            r_ids = [tok(responses[i], add_special_tokens=False)["input_ids"] + [eos] for i in idx]
+            width, plen = max(len(r) for r in r_ids), len(p_ids)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), plen + width), dtype=torch.long)
+            mask[:, :plen] = 1
+            for j, r in enumerate(r_ids):  # right padding: pads come after the real tokens
+                ids[j, :len(r)] = torch.tensor(r)
+                mask[j, plen:plen + len(r)] = 1
+            pos = torch.arange(plen, plen + width).expand(len(idx), -1)
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                           position_ids=pos.to(model.device), cache=cache, use_cache=True).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            for j, r in enumerate(r_ids):
+                total = first[r[0]].item()
+                if len(r) > 1:
+                    total += logp[j, torch.arange(len(r) - 1), torch.tensor(r[1:])].sum().item()
+                out[idx[j]] = total
+    return out
+
+
+def pick_pairs(records, n: int):
+    """``n`` records spread evenly over the file (both personas), cycling if the file is smaller."""
+    if len(records) >= n:
+        step = len(records) / n
+        return [records[int(k * step)] for k in range(n)]
+    return [records[k % len(records)] for k in range(n)]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, help=f"P-SOUPS file (default: {SHARED_PSOUPS} if present, else the fixture)")
+    ap.add_argument("--pairs", type=int, default=64, help="chosen/rejected pairs to score (default 64)")
+    ap.add_argument("--method", default="ica", choices=("ica", "pba", "universal"), help="prompt style (default ica)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds (default 4)")
+    ap.add_argument("--precision", default="auto", help="backbone precision (default: auto = nf4)")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--prefix-shared", action="store_true",
+                    help="also time a prefix-sharing scorer (a proposal for Backbone.score)")
+    ap.add_argument("--json", type=Path, help="also write the numbers here")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from alignx.backbone import BackboneConfig, load_backbone
+    from alignx.schema import load_records
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = args.data or (SHARED_PSOUPS if SHARED_PSOUPS.exists() else FIXTURE_PSOUPS)
+    records = pick_pairs(load_records(data), args.pairs)
+    bb = load_backbone(BackboneConfig(precision=args.precision))
+    prompts = [bb.build_prompt(args.method, r.prompt, persona=r.persona, profile=r.profile) for r in records]
+    n_tokens = [len(bb._prompt_ids(p)) for p in prompts]
+    print(f"model {bb.name}, precision {bb.precision}, torch threads {torch.get_num_threads()}, "
+          f"cpus {os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}")
+    print(f"data {data}: {len(records)} pairs, {args.method} prompts of {min(n_tokens)}-{max(n_tokens)} "
+          f"tokens (mean {np.mean(n_tokens):.0f})")
+
+    # warm-up (allocator, kernels) on one pair each way, not timed
+    bb.score(prompts[:1], [records[0].chosen])
+    official_score(bb, prompts[:1], [records[0].chosen])
+
+    scorers = {
+        "official": ("official (1 seq/forward, full logits)", lambda ps, rs: official_score(bb, ps, rs)),
+        "batched": (f"batched (Backbone.score, batch {args.batch_size})",
+                    lambda ps, rs: bb.score(ps, rs, batch_size=args.batch_size)),
+    }
+    if args.prefix_shared:
+        scorers["prefix_shared"] = ("prefix-shared KV (proposal)", lambda ps, rs: prefix_shared_score(bb, ps, rs))
+    res = {k: {"c": np.zeros(len(records)), "r": np.zeros(len(records)), "seconds": 0.0} for k in scorers}
+    bounds = np.linspace(0, len(records), args.rounds + 1).astype(int)
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        sl = slice(a, b)
+        ps, cs, rs = prompts[sl], [r.chosen for r in records[sl]], [r.rejected for r in records[sl]]
+        order = list(scorers)
+        order = order[k % len(order):] + order[:k % len(order)]  # rotate who goes first
+        for name in order:
+            t = time.perf_counter()
+            s = scorers[name][1](ps + ps, cs + rs)
+            res[name]["seconds"] += time.perf_counter() - t
+            res[name]["c"][sl], res[name]["r"][sl] = s[:len(ps)], s[len(ps):]
+        so_far = ", ".join(f"{name} {res[name]['seconds']:.1f} s" for name in scorers)
+        print(f"  round {k + 1}/{args.rounds}: pairs {a}-{b} done ({so_far} so far)", flush=True)
+
+    n = len(records)
+    ref = res["official"]
+    result = {
+        "pairs": n, "method": args.method, "precision": bb.precision, "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "load_avg_end": round(os.getloadavg()[0], 1), "data": str(data),
+        "prompt_tokens_mean": float(np.mean(n_tokens)), "scorers": {},
+    }
+    print()
+    print(f"{'scorer':40} {'seconds':>8} {'pairs/s':>8} {'ratio':>7}  decisions same as official")
+    for name, (label, _) in scorers.items():
+        r = res[name]
+        same = (r["c"] > r["r"]) == (ref["c"] > ref["r"])
+        diff = np.abs(np.concatenate([r["c"] - ref["c"], r["r"] - ref["r"]]))
+        row = {"seconds": round(r["seconds"], 2), "pairs_per_s": round(n / r["seconds"], 3),
+               "speedup_vs_official": round(ref["seconds"] / r["seconds"], 2),
+               "decisions_identical": bool(same.all()), "decisions_differing": int((~same).sum()),
+               "max_abs_logp_diff": round(float(diff.max()), 4)}
+        result["scorers"][name] = row
+        print(f"{label:40} {row['seconds']:8.1f} {row['pairs_per_s']:8.3f} {row['speedup_vs_official']:6.2f}x  "
+              f"{row['decisions_identical']} ({n - row['decisions_differing']}/{n}; max |dlogp| "
+              f"{row['max_abs_logp_diff']})")
+    result["speedup"] = result["scorers"]["batched"]["speedup_vs_official"]
+    result["decisions_identical"] = result["scorers"]["batched"]["decisions_identical"]
+    print(f"speed ratio batched/official: {result['speedup']:.2f}x (goal >= 5x); "
+          f"decisions identical: {result['decisions_identical']}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Training-data formatting (alignx.learn.data) and held-out splits (alignx.learn.split). No model."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from alignx.learn import data, split
+from alignx.preferences import get_profile
+from alignx.schema import PairItem, Persona, Record, UGCItem, load_records
+
+from conftest import FIXTURES, PSOUPS
+
+
+def _vec(value: float, dim: int) -> tuple[float, ...]:
+    v = [0.5] * 90
+    v[dim] = value
+    return tuple(v)
+
+
+def _record(k_ugc: int, k_pair: int, tag: str, demo: str | None = None) -> Record:
+    """Items carry a direction with a 1 in a dimension unique to the item, and texts naming it."""
+    ugc = [UGCItem(f"{tag}-u{i}", f"c{i}", _vec(1.0, i)) for i in range(k_ugc)]
+    pairs = [PairItem(f"{tag}-p{i}", f"y{i}", f"n{i}", _vec(1.0, 10 + i)) for i in range(k_pair)]
+    return Record(prompt=f"{tag}-prompt", chosen="c", rejected="r",
+                  persona=Persona(ugc=ugc, pairs=pairs, demographics=demo))
+
+
+class _FixedRng(random.Random):
+    """randint returns scripted values (to force the both-zero rule); everything else is seeded."""
+
+    def __init__(self, ints):
+        super().__init__(0)
+        self.ints = list(ints)
+
+    def randint(self, a, b):
+        return self.ints.pop(0)
+
+
+# ----------------------------------------------------------------------------- counts
+
+
+def test_sample_counts_in_range_and_capped_by_list_length():
+    rng = random.Random(1)
+    seen = Counter()
+    for _ in range(500):
+        k_ugc, k_pair = data.sample_counts(6, 2, rng)
+        assert 0 <= k_ugc <= 4 and 0 <= k_pair <= 2
+        assert (k_ugc, k_pair) != (0, 0)
+        seen[k_ugc] += 1
+    assert set(seen) == {0, 1, 2, 3, 4}  # every count 0-4 occurs
+
+
+def test_both_zero_rule_uses_min_4_len_of_each():
+    assert data.sample_counts(6, 2, _FixedRng([0, 0])) == (4, 2)
+    assert data.sample_counts(0, 3, _FixedRng([0, 0])) == (0, 3)
+    assert data.sample_counts(6, 2, _FixedRng([0, 3])) == (0, 2)
+
+
+def test_sample_history_both_zero_rule_end_to_end():
+    rec = _record(5, 3, "a")
+    draw = data.sample_history(rec.persona, _FixedRng([0, 0]), demo_prob=0, demo_only_prob=0)
+    assert len(draw.ugc) == 4 and len(draw.pairs) == 3
+
+
+# ----------------------------------------------------------------------------- same items, no leakage
+
+
+def test_ica_text_and_pba_profile_come_from_the_same_draw():
+    rec = _record(4, 4, "a")
+    for seed in range(20):
+        rng = random.Random(seed)
+        draw = data.sample_history(rec.persona, random.Random(seed), demo_prob=0, demo_only_prob=0)
+        ica = data.format_row(rec, "ica", random.Random(seed), index=0, style="official-train",
+                              demo_prob=0, demo_only_prob=0)
+        pba = data.format_row(rec, "pba", rng, index=0, style="official-train", demo_prob=0, demo_only_prob=0)
+        shown = [it for it in rec.persona.ugc + rec.persona.pairs if f"\n{it.prompt}\n" in ica["prompt"]]
+        assert sorted(it.prompt for it in shown) == sorted(it.prompt for it in [*draw.ugc, *draw.pairs])
+        assert (ica["n_ugc"], ica["n_pair"]) == (pba["n_ugc"], pba["n_pair"]) == (len(draw.ugc), len(draw.pairs))
+        expected = get_profile([it.direction for it in shown])
+        assert f"\n{expected}\n" in pba["prompt"]
+
+
+def test_no_leakage_of_previous_record_items():
+    # Official bug §13.2: a count of 0 reused the previous record's sampled items for the profile.
+    records = [_record(4, 4, "first"), _record(0, 2, "second"), _record(3, 0, "third")]
+    for seed in range(30):
+        for method in ("ica", "pba"):
+            rows = data.format_records(records, method, seed=seed, style="official-train", demo_only_prob=0)
+            for row, rec in zip(rows, records):
+                other_tags = {r.prompt.split("-")[0] for r in records} - {rec.prompt.split("-")[0]}
+                assert not any(f"{t}-" in row["prompt"].split("***Task***")[1].replace(rec.prompt, "")
+                               for t in other_tags)
+        pba = data.format_records(records, "pba", seed=seed, style="official-train", demo_only_prob=0)
+        # record 2 has only UGC items (dims 0-2): its profile can never name a PAIR dim (10+)
+        assert "High Extraversion" not in pba[2]["prompt"] or records[2].persona.ugc[0].direction[3] == 1
+
+
+def test_pba_falls_back_to_record_profile_without_directions():
+    recs = load_records(FIXTURES / "psoups_sample.json")
+    rows = data.format_records(recs, "pba", seed=0, style="official-train")
+    for row, rec in zip(rows, recs):
+        assert f"\n{rec.profile}\n" in row["prompt"]
+        assert 1 <= row["n_pair"] <= 4 and row["n_ugc"] == 0
+
+
+def test_seeded_reproducibility_and_seed_sensitivity():
+    recs = load_records(FIXTURES / "alignx_sample.json") * 5
+    a = data.build_training_rows(recs, "ica", seed=7, style="official-train")
+    b = data.build_training_rows(recs, "ica", seed=7, style="official-train")
+    c = data.build_training_rows(recs, "ica", seed=8, style="official-train")
+    assert a == b
+    assert a != c
+
+
+def test_demographics_mixing_rule():
+    rec = _record(4, 4, "a", demo="A young teacher who likes jokes.")
+    rng = random.Random(0)
+    draws = [data.sample_history(rec.persona, rng, demo_prob=0.5, demo_only_prob=0.1) for _ in range(2000)]
+    only = [d for d in draws if d.demo_only]
+    assert all(not d.ugc and not d.pairs and d.demographics for d in only)
+    assert 0.07 < len(only) / 2000 < 0.13
+    mixed = [d for d in draws if not d.demo_only]
+    assert 0.45 < sum(d.demographics is not None for d in mixed) / len(mixed) < 0.55
+    # a record without demographics never gets any
+    assert all(data.sample_history(_record(2, 2, "b").persona, rng).demographics is None for _ in range(50))
+    # a DEMO-only PBA row falls back to the profile of all the persona's items
+    row = data.format_row(rec, "pba", random.Random(0), index=0, style="official-train", demo_only_prob=1.0)
+    assert f"\n{rec.persona.profile()}\n" in row["prompt"]
+
+
+# ----------------------------------------------------------------------------- swaps and augmentation
+
+
+def test_swap_helpers_use_the_opposite_persona():
+    recs = load_records(FIXTURES / "psoups_tiny.json")
+    swapped = data.swapped_records(recs, seed=3)
+    for orig, sw in zip(recs, swapped):
+        assert sw.ground_truth_persona != orig.ground_truth_persona
+        assert (sw.prompt, sw.chosen, sw.rejected) == (orig.prompt, orig.chosen, orig.rejected)
+    assert data.swapped_records(recs, seed=3) == swapped
+    rows = data.persona_swap_rows(recs, "pba", seed=0, style="official-train")
+    for row, rec in zip(rows, recs):
+        assert (row["chosen"], row["rejected"]) == (rec.rejected, rec.chosen)
+        assert rec.profile not in row["prompt"]
+    contrast = data.contrast_rows(recs, "ica", seed=0, style="official-train")
+    assert len(contrast) == 4 and all(r["kind"] == "contrast" for r in contrast)
+    assert {(r["chosen"], r["rejected"]) for r in contrast} >= {("Banana, nature's smile!", "Banana. Obviously.")}
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def _fake_psoups(n_per: int = 30) -> list[Record]:
+    return [Record(prompt=f"p{i}", chosen=f"{g}{i}", rejected="r", ground_truth_persona=g)
+            for g in ("A", "B") for i in range(n_per)]
+
+
+def test_make_split_is_balanced_seeded_and_hash_checked(tmp_path):
+    recs = _fake_psoups()
+    s = split.make_split(recs, per_persona=10, seed=1, name="t")
+    assert Counter(x["persona"] for x in s["heldout"]) == {"A": 10, "B": 10}
+    assert s == split.make_split(recs, per_persona=10, seed=1, name="t")
+    path = tmp_path / "t.json"
+    split.save_split(s, path)
+    train, held = split.load_split(str(path), recs)
+    assert len(train) == 40 and len(held) == 20 and not set(map(id, train)) & set(map(id, held))
+    reordered = recs[::-1]
+    with pytest.raises(split.SplitMismatchError, match="reordered or edited"):
+        split.load_split(str(path), reordered)
+    with pytest.raises(split.SplitMismatchError, match="made for 60"):
+        split.load_split(str(path), recs[:-1])
+
+
+def test_duplicates_stay_on_one_side():
+    recs = _fake_psoups() + [Record(prompt="p0", chosen="A0", rejected="r", ground_truth_persona="A")] * 3 + [
+        Record(prompt="p0", chosen="A0", rejected="r", ground_truth_persona="B")]  # a copy under the other persona
+    s = split.make_split(recs, per_persona=10, seed=0)
+    held = {x["index"] for x in s["heldout"]}
+    hashes_held = {x["hash"] for x in s["heldout"]}
+    assert all(i in held for i, r in enumerate(recs) if split.record_hash(r) in hashes_held)
+
+
+def test_shipped_psoups_split():
+    s = json.loads(split.split_path("psoups_friendly_unfriendly").read_text())
+    assert len(s["heldout"]) >= 120
+    counts = Counter(x["persona"] for x in s["heldout"])
+    assert len(counts) == 2 and min(counts.values()) >= 60
+    if PSOUPS.is_file():
+        recs = load_records(PSOUPS)
+        train, held = split.load_split("psoups_friendly_unfriendly", recs)
+        assert len(train) + len(held) == 600 and len(held) >= 120
+        assert not {split.record_hash(r) for r in train} & {split.record_hash(r) for r in held}

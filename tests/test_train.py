@@ -1,0 +1,79 @@
+"""DPO training (alignx.learn.train): argument parsing, and a real smoke run on the embedded model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from alignx.learn import train
+
+from conftest import FIXTURES
+
+TINY = FIXTURES / "psoups_tiny.json"
+
+
+def _argv(tmp_path, *extra):
+    return ["--config", "configs/recipes/cpu_smollm2.yaml", "--method", "ica", "--data", str(TINY),
+            "--out", str(tmp_path / "adapter"), *extra]
+
+
+def test_parser_reads_recipe_aliases_and_ignores_launcher_flags(tmp_path, monkeypatch):
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    a, d, _ = train.parse_args(_argv(tmp_path, "--epochs", "2", "--lr=3e-4", "--lora-r", "4", "--local_rank", "0"))
+    assert (a.method, a.lora_r, a.lora_top_layers, a.augment) == ("ica", 4, 12, "swap,contrast")
+    assert (d.num_train_epochs, d.learning_rate, d.beta) == (2, 3e-4, 0.1)
+    assert d.precompute_ref_log_probs and not d.gradient_checkpointing
+    assert d.output_dir == str(tmp_path / "adapter")
+
+
+def test_paper_recipe_has_the_paper_hyperparameters(monkeypatch):
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    a, d, _ = train.parse_args(["--config", "configs/recipes/paper_full_8b.yaml", "--data", "x", "--use_cpu", "true"])
+    assert a.model == "meta-llama/Llama-3.1-8B-Instruct" and a.prompt_style == "official-train"
+    assert (d.beta, d.learning_rate, d.num_train_epochs, d.max_length) == (0.1, 5e-7, 1, 8192)
+    assert d.lr_scheduler_kwargs == {"min_lr_rate": 0.1} and d.warmup_steps == 0.1
+    assert d.per_device_train_batch_size * d.gradient_accumulation_steps * 8 == 128
+
+
+def test_add_parser_registers_train_subcommand():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    train.add_parser(sub)
+    args = parser.parse_args(["train", "--method", "pba", "--data", "x.json", "--help"])
+    assert args.train_args == ["--method", "pba", "--data", "x.json", "--help"] and callable(args.func)
+
+
+def test_dpo_smoke_run_logs_a_loss_and_changes_lora_weights(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    a, d, _ = train.parse_args(_argv(tmp_path, "--per_device_train_batch_size", "2", "--max_steps", "2",
+                                      "--logging_steps", "1", "--lora_top_layers", "2", "--lr", "1e-2",
+                                      "--max_length", "256", "--disable_tqdm", "true"))
+    trainer, info = train.build_trainer(a, d)
+    assert info["prompt_style"] == "chat" and info["n_train_rows"] == 4 + 4 + 4  # original + swap + contrast
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert before and all("lora" in n for n in before)
+    assert all(".layers.28." in n or ".layers.29." in n for n in before)  # top 2 of 30 layers
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert logs and all(torch.isfinite(torch.tensor(h["loss"])) for h in logs)
+    assert "rewards/accuracies" in logs[-1]
+    after = dict(trainer.model.named_parameters())
+    assert all(not torch.equal(before[n], after[n].detach()) for n in before if "lora_B" in n)
+
+
+def test_main_writes_safetensors_adapter_and_log(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    log = train.main(_argv(tmp_path, "--method", "pba", "--per_device_train_batch_size", "4", "--max_steps", "1",
+                           "--lora_top_layers", "1", "--max_length", "256", "--disable_tqdm", "true"))
+    out = tmp_path / "adapter"
+    from alignx.backbone import check_adapter_dir
+
+    check_adapter_dir(out)
+    saved = json.loads((out / "train_log.json").read_text())
+    assert saved["seed"] == 42 and saved["method"] == "pba" and len(saved["data_sha256"]) == 64
+    assert saved["final_train_loss"] == log["final_train_loss"] and saved["wall_seconds"] > 0
+    assert "rewards/accuracies" in saved and saved["machine"]["cpu_count"]
