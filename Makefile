@@ -24,8 +24,14 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
+# The browser test (tests/test_browser.py) drives Debian's chromium, never `playwright install`.
+# Runs only when /usr/bin/chromium is missing; needs root or sudo.
+/usr/bin/chromium:
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium
+
 setup: $(VENV)/.runtime
-setup-dev: $(VENV)/.dev
+setup-dev: $(VENV)/.dev /usr/bin/chromium
 
 app: setup
 	$(PY) app.py

@@ -1,9 +1,11 @@
-"""The alignx Gradio app. Thin: each tab is a `build_<tab>()` that wires widgets to library calls.
+"""The alignx Gradio app. Thin: each tab is a `build_<tab>()` in `alignx/ui/` that wires widgets to
+library calls; this file reads the environment and composes them.
 
     python app.py                      # http://127.0.0.1:7860, the embedded SmolLM2 in nf4
 
 Environment: ALIGNX_MODEL (model id or folder, default "embedded"), ALIGNX_PRECISION (auto),
 ALIGNX_ADAPTERS ("ica=DIR,pba=DIR"; default: the adapters shipped in assets/adapters, if present),
+ALIGNX_DB (the SQLite store; default ~/.local/share/alignx/alignx.db),
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
 
 `demo` is importable for tests and for Hugging Face Spaces.
@@ -11,27 +13,36 @@ GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
 
 from __future__ import annotations
 
-import json
 import os
+import types
 from pathlib import Path
 
 import gradio as gr
 
-from alignx import schema
-from alignx.backbone import METHODS, BackboneCache, BackboneConfig
-from alignx.prompts import EXAMPLE_PERSONA, EXAMPLE_PROMPT
+from alignx import personas, store
+from alignx.backbone import BackboneCache
+from alignx.session import BackboneSettings, Session
+from alignx.ui import (AppContext, build_compare, build_persona, build_preferences, build_session,
+                       build_settings, connect_reloads)
 
 ASSETS = Path(__file__).parent / "assets"
-EXAMPLE_PROMPTS = [
-    EXAMPLE_PROMPT,
+DEFAULT_PERSONA = "outdoor-guide"
+EXAMPLE_PROMPTS = (
+    "Any tips for a weekend trip?",
+    "Can you recommend a good book for a long flight?",
     "How should I spend a free Saturday?",
-    "Explain why the sky is blue.",
+    "Should I put my savings into index funds or into my friend's startup?",
     "Write a short message to cheer up a friend who failed an exam.",
-]
+    "Explain why the sky is blue.",
+)
+CSS = ".dim-slider .info { min-height: 1.4em; }"
+
+# The one read-only cache of heavy objects (loaded backbones), shared by all sessions.
+MODELS = BackboneCache()
 
 
-def default_config() -> BackboneConfig:
-    """The app's backbone: environment settings, else the embedded model with shipped adapters."""
+def default_backbone() -> BackboneSettings:
+    """The backbone from the environment, else the embedded model with the shipped adapters."""
     adapters = {}
     spec = os.environ.get("ALIGNX_ADAPTERS")
     if spec:
@@ -42,90 +53,51 @@ def default_config() -> BackboneConfig:
         for name in ("ica", "pba"):
             if (ASSETS / "adapters" / name / "adapter_model.safetensors").is_file():
                 adapters[name] = str(ASSETS / "adapters" / name)
-    return BackboneConfig(model=os.environ.get("ALIGNX_MODEL", "embedded"),
-                          precision=os.environ.get("ALIGNX_PRECISION", "auto"), adapters=adapters)
+    return BackboneSettings(model=os.environ.get("ALIGNX_MODEL", "embedded"),
+                            precision=os.environ.get("ALIGNX_PRECISION", "auto"), adapters=adapters)
 
 
-# The one read-only cache of heavy objects, shared by all sessions. Handlers never mutate it.
-MODELS = BackboneCache()
-CONFIG = default_config()
+def make_context(models: BackboneCache = MODELS) -> AppContext:
+    """The read-only context the tabs share: model cache, starting session, store, examples."""
+    examples = personas.load_examples(ASSETS / "personas")
+    persona = examples.get(DEFAULT_PERSONA) or next(iter(examples.values()), None)
+    start = Session(prompt=EXAMPLE_PROMPTS[0], backbone=default_backbone())
+    if persona is not None:
+        start = start.copy(persona=persona.to_dict(), vector=personas.derive_vector(persona) or start.vector)
+    return AppContext(models=models, defaults=start, db_path=str(store.default_path()),
+                      examples=types.MappingProxyType(examples), example_prompts=EXAMPLE_PROMPTS)
 
 
-# ----------------------------------------------------------------------------- compare tab
-
-
-def _parse_persona(text: str) -> schema.Persona:
-    if not text.strip():
-        return schema.Persona()
-    try:
-        return schema.persona_from_dict(json.loads(text), source="persona")
-    except json.JSONDecodeError as exc:
-        raise gr.Error(f"Persona is not valid JSON: {exc}") from exc
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
-
-
-def compare(prompt: str, persona_json: str, profile: str, max_new_tokens: int, temperature: float, seed: int):
-    """Stream ICA, PBA and universal outputs, side by side, from one batched generate call."""
-    if not prompt.strip():
-        raise gr.Error("Write a prompt first.")
-    persona = _parse_persona(persona_json)
-    backbone = MODELS.get(CONFIG)
-    try:
-        prompts, adapters = backbone.compare_batch(prompt, persona=persona, profile=profile.strip() or None)
-        shown = "\n\n".join(f"### {m.upper()} (adapter: {a or 'none'})\n```\n{p}\n```"
-                            for m, a, p in zip(METHODS, adapters, prompts))
-        for texts in backbone.stream(prompts, adapters, max_new_tokens=int(max_new_tokens),
-                                     temperature=float(temperature), seed=int(seed)):
-            yield (*texts, shown)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
-
-
-def build_compare() -> None:
-    with gr.Row():
-        with gr.Column(scale=2):
-            prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPT, lines=2)
-            gr.Examples(EXAMPLE_PROMPTS, inputs=prompt)
-        with gr.Column(scale=1):
-            max_new = gr.Slider(8, 512, value=96, step=8, label="Max new tokens")
-            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
-            seed = gr.Number(value=0, precision=0, label="Seed")
-    with gr.Accordion("Persona (AlignX JSON) and profile", open=False):
-        persona = gr.Code(json.dumps(EXAMPLE_PERSONA.to_dict(), indent=2), language="json", label="Persona")
-        profile = gr.Textbox(label="PBA profile (empty: built from the persona's directions)", lines=2)
-    run = gr.Button("Compare", variant="primary")
-    with gr.Row():
-        outs = [gr.Textbox(label=m.upper() if m != "universal" else "Universal", lines=10) for m in METHODS]
-    with gr.Accordion("Exact prompts", open=False):
-        prompts_md = gr.Markdown()
-
-    # Register listeners
-    run.click(compare, [prompt, persona, profile, max_new, temperature, seed], [*outs, prompts_md],
-              api_name="compare", concurrency_id="model")
-
-
-def build_about() -> None:
-    info = MODELS.describe(CONFIG)
-    gr.Markdown(f"**Backbone:** {info}")
-
-
-def build_demo() -> gr.Blocks:
+def build_demo(ctx: AppContext | None = None) -> gr.Blocks:
+    ctx = ctx or make_context()
     with gr.Blocks(title="alignx") as demo:
-        gr.Markdown("# alignx\nUser-level personalized alignment: ICA vs PBA vs universal.")
+        gr.Markdown("# alignx\nUser-level personalized alignment: build a **persona**, set the **preferences**, "
+                    "then **compare** ICA (raw persona) vs PBA (preference profile) vs a universal answer.")
+        state = gr.State(ctx.defaults)  # this tab's Session (deep-copied per user by Gradio)
         with gr.Tabs():
+            with gr.Tab("Persona", id="persona"):
+                persona = build_persona(ctx, state)
+            with gr.Tab("Preferences", id="preferences"):
+                prefs = build_preferences(ctx, state)
             with gr.Tab("Compare", id="compare"):
-                build_compare()
-            with gr.Tab("About", id="about"):
-                build_about()
+                compare = build_compare(ctx, state, persona.components["persona_json"],
+                                        prefs.components["vector_json"])
+            with gr.Tab("Settings", id="settings"):
+                settings = build_settings(ctx, state)
+            with gr.Tab("Session", id="session"):
+                session = build_session(ctx, state)
+        connect_reloads(state, [persona, prefs, compare, settings, session])
+        demo.load(persona.components["refresh_saved"], None, persona.components["saved"],
+                  api_visibility="private", show_progress="hidden")
     return demo
 
 
 demo = build_demo()
 
 if __name__ == "__main__":
-    MODELS.warm(CONFIG)  # load in the background; the page is served at once
+    MODELS.warm(default_backbone().to_config())  # load in the background; the page is served at once
     demo.queue(default_concurrency_limit=1).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        css=CSS,
     )

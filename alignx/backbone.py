@@ -561,7 +561,8 @@ def load_backbone(config: BackboneConfig | None = None) -> Backbone:
         gguf, name = None, EMBEDDED_NAME
     else:
         source, gguf, name = config.model, config.gguf_file, config.model
-        if os.path.sep in source and not Path(source).exists():
+        # "org/name" is a hub id; only a path-looking source must exist on disk.
+        if source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().exists():
             raise FileNotFoundError(f"model folder not found: {source}")
     kwargs: dict = {}
     if gguf:

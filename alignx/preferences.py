@@ -639,6 +639,51 @@ def get_profile(directions) -> str:
     return profile_from_vector(mean_direction(directions))
 
 
+STATUSES = ("positive", "neutral", "negative")
+
+
+def dimension_status(index: int, value: float) -> tuple[str, str | None]:
+    """How one dimension reads at the 0.6 / 0.4 thresholds, with the label a profile would show.
+
+    Uses the same float32 comparison as `ternarize`, so 0.4 itself reads neutral.
+
+    Args:
+        index (`int`): the dimension, 0 to 89.
+        value (`float`): its value in [0, 1] (e.g. a slider).
+
+    Returns:
+        `tuple[str, str | None]`: ``("positive", positive_label)``, ``("negative",
+        negative_label)`` or ``("neutral", None)``.
+
+    Raises:
+        ValueError: the index is out of range, or the value is not a finite number in [0, 1].
+    """
+    if not 0 <= index < N_DIMS:
+        raise ValueError(f"dimension index must be in 0..{N_DIMS - 1}, got {index}")
+    if isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"dimension {index}: expected a number in [0, 1], got {value!r}")
+    v = float(np.float32(value))
+    dim = DIMENSIONS[index]
+    if v >= POSITIVE_THRESHOLD:
+        return "positive", dim.positive_label
+    if v <= NEGATIVE_THRESHOLD:
+        return "negative", dim.negative_label
+    return "neutral", None
+
+
+def summarize_vector(vector) -> dict:
+    """Counts of positive / neutral / negative dimensions, and whether the profile needs the
+    official all-neutral fallback (see `profile_from_vector`).
+
+    Returns:
+        `dict`: ``{"positive": int, "neutral": int, "negative": int, "fallback": bool}``.
+    """
+    t = ternarize(vector)
+    pos, neg = int((t == POSITIVE).sum()), int((t == NEGATIVE).sum())
+    return {"positive": pos, "neutral": N_DIMS - pos - neg, "negative": neg,
+            "fallback": pos + neg == 0}
+
+
 # ---------------------------------------------------------------------------- profile -> vector
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alignx.preferences import VectorError, get_profile, profile_from_vector, validate_vector
+from alignx.preferences import VectorError, mean_direction, profile_from_vector, validate_vector
 
 # Official on-disk key names.
 KEY_DIRECTION = "Preference Direction"
@@ -100,16 +100,28 @@ class Persona:
         (the input of `alignx.preferences.get_profile`)."""
         return [it.direction for it in [*self.ugc, *self.pairs] if it.direction is not None]
 
+    def preference_vector(self) -> np.ndarray | None:
+        """The persona's 90-dim preference distribution, or `None` when it carries no signal.
+
+        The persona's own "Preference Direction" wins; otherwise the float32 element-wise mean
+        of its items' directions (`alignx.preferences.mean_direction`, as the official code).
+
+        Returns:
+            `np.ndarray` of float32, shape (90,), or `None`.
+        """
+        if self.direction is not None:
+            return np.asarray(self.direction, dtype=np.float32)
+        directions = self.item_directions()
+        return mean_direction(directions) if directions else None
+
     def profile(self) -> str | None:
         """The PBA profile this persona implies, or `None` when it carries no preference signal.
 
-        The persona's own "Preference Direction" (a preference distribution) wins; otherwise the
-        official `get_profile` over its items' directions.
+        The profile of `preference_vector`: for items' directions this equals the official
+        `get_profile`.
         """
-        if self.direction is not None:
-            return profile_from_vector(self.direction)
-        directions = self.item_directions()
-        return get_profile(directions) if directions else None
+        vector = self.preference_vector()
+        return None if vector is None else profile_from_vector(vector)
 
     @classmethod
     def from_dict(cls, d: Mapping, *, source: str = "<input>", strict: bool = True) -> Persona:

@@ -176,6 +176,17 @@ def test_bad_config_values():
         load_backbone(BackboneConfig(model="/nonexistent/model/dir"))
 
 
+def test_hub_id_goes_to_the_hub_path(monkeypatch):
+    """An "org/name" id is not mistaken for a missing folder: it reaches from_pretrained (the hub path)."""
+    import huggingface_hub.constants
+
+    # no network here: offline mode makes the hub path fail at once (the constant is read at import)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError) as info:
+        load_backbone(BackboneConfig(model="JinaLeejnl/AlignXpert-PBA-Full", precision="fp32"))
+    assert "model folder not found" not in str(info.value)
+
+
 def test_prequantized_nf4_cache_matches_quantizing_on_load(backbone, embedded_dir):
     """The embedded nf4 load reads a cached 4-bit copy; it must equal quantizing the fp32 copy."""
     from alignx.backbone import embedded_model_dir

@@ -321,3 +321,55 @@ def test_validate_vector_errors(values, position, message):
     assert str(info.value) == message
     assert info.value.position == position
     assert info.value.reason == message.removeprefix("v: ")
+
+
+# ---------------------------------------------------------------------------- per-dimension status
+
+
+@pytest.mark.parametrize(
+    "index, value, expected",
+    [
+        (73, 1.0, ("positive", "Likes humor")),
+        (73, 0.6, ("positive", "Likes humor")),  # float32(0.6) = 0.6000000238 >= 0.6
+        (73, 0.59, ("neutral", None)),
+        (73, 0.5, ("neutral", None)),
+        (73, 0.4, ("neutral", None)),  # float32(0.4) = 0.4000000059 > 0.4, as in ternarize
+        (73, 0.39, ("negative", "Dislikes humor")),
+        (0, 0, ("negative", "Older")),
+        (15, 2 / 3, ("positive", "Prefers direct communication to handle conflict")),
+    ],
+)
+def test_dimension_status(index, value, expected):
+    from alignx.preferences import dimension_status
+
+    assert dimension_status(index, value) == expected
+
+
+def test_dimension_status_agrees_with_ternarize():
+    from alignx.preferences import dimension_status
+
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.random(80), [0.4, 0.6, 0.3999, 0.6001, 0.0, 1.0, 0.5, 0.45, 0.55, 0.4000000059604645]])
+    t = ternarize(v)
+    for i in range(N_DIMS):
+        status, label = dimension_status(i, float(v[i]))
+        assert status == {1.0: "positive", 0.0: "negative", 0.5: "neutral"}[float(t[i])]
+        assert label == DIMENSIONS[i].label(float(t[i]))
+
+
+@pytest.mark.parametrize("index, value", [(90, 0.5), (-1, 0.5), (3, 1.5), (3, -0.1), (3, "0.5"), (3, True),
+                                          (3, float("nan"))])
+def test_dimension_status_errors(index, value):
+    from alignx.preferences import dimension_status
+
+    with pytest.raises(ValueError):
+        dimension_status(index, value)
+
+
+def test_summarize_vector():
+    from alignx.preferences import summarize_vector
+
+    v = [0.5] * N_DIMS
+    assert summarize_vector(v) == {"positive": 0, "neutral": 90, "negative": 0, "fallback": True}
+    v[0], v[1], v[2] = 1.0, 0.0, 0.4
+    assert summarize_vector(v) == {"positive": 1, "neutral": 88, "negative": 1, "fallback": False}

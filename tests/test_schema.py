@@ -442,3 +442,24 @@ def test_no_heavy_imports():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_persona_preference_vector():
+    from alignx.preferences import mean_direction, profile_from_vector
+
+    assert Persona().preference_vector() is None and Persona().profile() is None
+    own = tuple([1.0] + [0.5] * 89)
+    item = tuple([0.5] * 73 + [1.0] + [0.5] * 16)
+    p = Persona(ugc=[UGCItem("p", "c", item)], pairs=[PairItem("p", "a", "b", None), PairItem("p", "a", "b", own)])
+    v = p.preference_vector()
+    assert v.dtype == np.float32 and v.shape == (90,)
+    np.testing.assert_array_equal(v, mean_direction([item, own]))  # items without a direction are skipped
+    assert p.profile() == profile_from_vector(v) == get_profile([item, own]) == "Young, Likes humor"
+    p.direction = own  # the persona's own direction wins
+    np.testing.assert_array_equal(p.preference_vector(), np.float32(own))
+    assert p.profile() == "Young"
+    # float32 semantics: a mean of exactly 2/5 reads neutral (0.4000000059 > 0.4)
+    older_humor = tuple([0.0] + [0.5] * 72 + [1.0] + [0.5] * 16)
+    five = Persona(ugc=[UGCItem("p", "c", d) for d in [older_humor, item, item, item, item]])
+    assert five.preference_vector()[0] == np.float32(0.4)
+    assert five.profile() == "Likes humor"

@@ -1,0 +1,260 @@
+"""The three-way comparison: ICA | PBA | universal from one batched, streamed generation.
+
+ICA sees the raw persona (with the `ica` adapter when loaded), PBA the profile of the preference
+vector (with the `pba` adapter), universal the bare post (no adapter). The three prompts go to
+`Backbone.stream` as one batch, so the columns grow together.
+
+Usage::
+
+    from alignx.compare import parse_request, stream_compare
+    req = parse_request(persona_json, vector_json, "Any tips for a first marathon?", 96, 0.0, 0)
+    for step in stream_compare(backbone, req):
+        print(step.texts)            # [ica, pba, universal] so far
+    step.prompts, step.adapters      # exactly what each row received
+
+`parse_request` does the cheap validation (no model); `load` wraps model loading so a failure
+is one clear `ModelLoadError`. Nothing here imports gradio; torch only through `alignx.backbone`,
+imported when a model is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from alignx.personas import derive_vector
+from alignx.preferences import VectorError, profile_from_vector, validate_vector
+from alignx.schema import Persona, SchemaError, persona_from_dict
+from alignx.session import METHODS, BackboneSettings, GenerationSettings, SessionError, _seed
+
+
+class InputError(ValueError):
+    """A comparison input is invalid; the message is meant to be shown to the user as is."""
+
+
+class ModelLoadError(RuntimeError):
+    """The backbone could not be loaded; the message says which model and why."""
+
+
+@dataclass
+class CompareRequest:
+    """A validated comparison: what each method gets and how to decode."""
+
+    prompt: str
+    persona: Persona
+    vector: list[float]
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    seed: int = 0
+
+    @property
+    def profile(self) -> str:
+        """The PBA profile of `vector`."""
+        return profile_from_vector(self.vector)
+
+
+@dataclass
+class CompareStep:
+    """One streamed update: every column's text so far, and what produced it.
+
+    Attributes:
+        texts: ICA, PBA and universal text so far. prompts / adapters: per row, the exact prompt
+        and the adapter (None = bare backbone). first_token_s: seconds from the call to the first
+        generated token (prefill included). elapsed_s: seconds so far. done: the last step.
+    """
+
+    texts: list[str]
+    prompts: list[str]
+    adapters: list[str | None]
+    first_token_s: float | None
+    elapsed_s: float
+    done: bool = False
+
+
+# ---------------------------------------------------------------------------- cheap validation
+
+
+def parse_persona(text: str | dict | None) -> Persona:
+    """A persona from AlignX-format JSON text (or a dict); blank means an empty persona.
+
+    Raises:
+        InputError: not JSON, or not a valid persona (names the field).
+    """
+    if isinstance(text, dict):
+        data = text
+    else:
+        text = (text or "").strip()
+        if not text:
+            return Persona()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"Persona is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                             f"{exc.msg}).") from exc
+    try:
+        return persona_from_dict(data, source="persona")
+    except SchemaError as exc:
+        raise InputError(f"Persona is not valid: {exc}") from exc
+
+
+def parse_vector(text: str | list | None, persona: Persona | None = None) -> list[float]:
+    """A 90-float vector from a JSON list (text or list). Blank means "derive it from the
+    persona's directions".
+
+    Raises:
+        InputError: not JSON, the wrong length, a value outside [0, 1], or blank with a persona
+            that carries no directions.
+    """
+    if isinstance(text, str):
+        text = text.strip()
+        if not text:
+            vector = None if persona is None else derive_vector(persona)
+            if vector is None:
+                raise InputError("Vector is empty and the persona has no preference directions to "
+                                 "derive it from: pass a JSON list of 90 numbers in [0, 1].")
+            return vector
+        try:
+            text = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"Vector is not valid JSON (column {exc.colno}: {exc.msg}); pass a "
+                             "JSON list of 90 numbers in [0, 1].") from exc
+    try:
+        return [float(x) for x in validate_vector(text, what="Vector")]
+    except VectorError as exc:
+        raise InputError(f"{exc}.") from exc
+
+
+def parse_request(persona_json, vector_json, prompt: str, max_new_tokens, temperature, seed,
+                  top_p: float = 1.0) -> CompareRequest:
+    """Validate the inputs of a comparison, without touching a model.
+
+    Args:
+        persona_json (`str` or `dict`): the persona in AlignX key format; blank = empty persona.
+        vector_json (`str` or `list`): 90 numbers in [0, 1]; blank = derived from the persona.
+        prompt (`str`): the post; must not be blank.
+        max_new_tokens, temperature, seed, top_p: decoding settings (see `GenerationSettings`).
+
+    Raises:
+        InputError: a clear, user-facing message naming the bad field.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError("Prompt is empty: write the post the three methods should answer.")
+    persona = parse_persona(persona_json)
+    vector = parse_vector(vector_json, persona)
+    try:
+        if isinstance(max_new_tokens, float) and max_new_tokens.is_integer():
+            max_new_tokens = int(max_new_tokens)
+        generation = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+        seed = _seed(seed)
+    except SessionError as exc:
+        raise InputError(f"{exc.field.replace('_', ' ').capitalize()}: {exc.reason}.") from exc
+    return CompareRequest(prompt=prompt, persona=persona, vector=vector, generation=generation, seed=seed)
+
+
+def check_backbone_settings(settings: BackboneSettings) -> None:
+    """Cheap checks before a load: adapter folders are valid LoRA folders (safetensors only) and
+    a model given as a path exists.
+
+    Raises:
+        InputError: with the folder and what is wrong.
+    """
+    from alignx.backbone import check_adapter_dir
+
+    for name, folder in settings.adapters.items():
+        try:
+            check_adapter_dir(Path(folder).expanduser())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"Adapter {name!r}: {exc}") from exc
+    model = settings.model
+    if model.startswith((".", os.sep, "~")) and not Path(model).expanduser().exists():
+        raise InputError(f"Model folder not found: {model}")
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def load(models, settings: BackboneSettings):
+    """Get the backbone for ``settings`` from the shared cache, loading it on first use.
+
+    Args:
+        models (`alignx.backbone.BackboneCache`): the app's one read-only cache.
+        settings (`BackboneSettings`): the session's backbone.
+
+    Raises:
+        InputError: bad adapter folders or model path (see `check_backbone_settings`).
+        ModelLoadError: anything else that stopped the load, with the model id and a hint.
+    """
+    check_backbone_settings(settings)
+    try:
+        return models.get(settings.to_config())
+    except Exception as exc:  # noqa: BLE001 - any load failure becomes one clear message
+        hint = ""
+        if isinstance(exc, (OSError, ValueError)) and settings.model != "embedded":
+            hint = (" A hub id loads only where the Hugging Face Hub (or its local cache) is "
+                    "reachable; a local folder must hold config.json and the weights.")
+        reason = " ".join(str(exc).split()).rstrip(".")
+        raise ModelLoadError(f"Could not load the backbone {settings.model!r} "
+                             f"({settings.precision}): {type(exc).__name__}: {reason}.{hint}") from exc
+
+
+def describe(backbone) -> str:
+    """One line on a loaded backbone: name, precision, template, adapters."""
+    info = backbone.info()
+    adapters = ", ".join(f"{k} ({v})" for k, v in info["adapters"].items()) or "none"
+    return (f"{info['model']} · {info['precision']} on {info['device']} · template "
+            f"{info['template']} · adapters: {adapters}")
+
+
+# ---------------------------------------------------------------------------- generation
+
+
+def stream_compare(backbone, request: CompareRequest) -> Iterator[CompareStep]:
+    """Stream ICA, PBA and universal from ONE batched `Backbone.stream` call.
+
+    Yields:
+        `CompareStep` after every generated token; the last one has ``done=True``.
+
+    Raises:
+        InputError: the prompts do not fit the backbone's context (or another bad value).
+    """
+    t0 = time.perf_counter()
+    try:
+        prompts, adapters = backbone.compare_batch(request.prompt, persona=request.persona,
+                                                   profile=request.profile, methods=METHODS)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    g = request.generation
+    texts, first = ["", "", ""], None
+    try:
+        for texts in backbone.stream(prompts, adapters, max_new_tokens=g.max_new_tokens,
+                                     temperature=g.temperature, top_p=g.top_p, seed=request.seed):
+            now = time.perf_counter() - t0
+            first = now if first is None else first
+            yield CompareStep(list(texts), prompts, adapters, first, now)
+    except ValueError as exc:  # PromptTooLongError and friends
+        raise InputError(str(exc)) from exc
+    yield CompareStep(list(texts), prompts, adapters, first, time.perf_counter() - t0, done=True)
+
+
+def sequential_compare(backbone, request: CompareRequest) -> dict:
+    """The same three generations as three separate `stream` calls, one after the other.
+
+    For measuring against `stream_compare`; returns ``{"texts", "first_token_s",
+    "last_first_token_s", "total_s"}`` where ``first_token_s`` is when the first column starts
+    and ``last_first_token_s`` when the last column starts.
+    """
+    prompts, adapters = backbone.compare_batch(request.prompt, persona=request.persona,
+                                               profile=request.profile, methods=METHODS)
+    g, t0, firsts, texts = request.generation, time.perf_counter(), [], []
+    for prompt, adapter in zip(prompts, adapters):
+        out = [""]
+        for i, out in enumerate(backbone.stream([prompt], [adapter], max_new_tokens=g.max_new_tokens,
+                                                temperature=g.temperature, top_p=g.top_p, seed=request.seed)):
+            if i == 0:
+                firsts.append(time.perf_counter() - t0)
+        texts.append(out[0])
+    return {"texts": texts, "first_token_s": firsts[0], "last_first_token_s": firsts[-1],
+            "total_s": time.perf_counter() - t0}
