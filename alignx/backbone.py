@@ -29,6 +29,7 @@ import queue
 import shutil
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -38,6 +39,8 @@ import numpy as np
 # bitsandbytes tries to fetch an optional CPU kernel from the hub when it is imported and warns
 # when it can't; its built-in CPU kernel is used instead, which is what we want offline.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# peft calls a transformers property that transformers 5 deprecates; nothing for users to act on.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
