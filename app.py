@@ -20,7 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from alignx import personas, store
-from alignx.backbone import BackboneCache
+from alignx.backbone import BackboneCache, parse_adapter_specs
 from alignx.session import BackboneSettings, Session
 from alignx.ui import (AppContext, build_compare, build_persona, build_preferences, build_session,
                        build_settings, connect_reloads)
@@ -43,13 +43,9 @@ MODELS = BackboneCache()
 
 def default_backbone() -> BackboneSettings:
     """The backbone from the environment, else the embedded model with the shipped adapters."""
-    adapters = {}
     spec = os.environ.get("ALIGNX_ADAPTERS")
-    if spec:
-        for item in filter(None, spec.split(",")):
-            name, _, path = item.partition("=")
-            adapters[name.strip()] = path.strip()
-    else:
+    adapters = parse_adapter_specs(filter(None, spec.split(","))) if spec else {}
+    if not spec:
         for name in ("ica", "pba"):
             if (ASSETS / "adapters" / name / "adapter_model.safetensors").is_file():
                 adapters[name] = str(ASSETS / "adapters" / name)

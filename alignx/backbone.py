@@ -238,6 +238,18 @@ def embedded_model_dir(cache_dir: str | None = None, precision: str = "fp32") ->
 # ----------------------------------------------------------------------------- adapters
 
 
+def parse_adapter_specs(items) -> dict[str, str]:
+    """`["ica=DIR", "pba=DIR"]` -> `{"ica": "DIR", "pba": "DIR"}` (the CLI's `--adapter` and the
+    app's `ALIGNX_ADAPTERS`). Raises `ValueError` on an item that is not NAME=FOLDER."""
+    adapters = {}
+    for item in items or []:
+        name, sep, path = (part.strip() for part in item.partition("="))
+        if not sep or not name or not path:
+            raise ValueError(f"an adapter is given as NAME=FOLDER (for example ica=assets/adapters/ica), got {item!r}")
+        adapters[name] = path
+    return adapters
+
+
 def check_adapter_dir(path: str | os.PathLike) -> Path:
     """Validate a LoRA adapter folder: peft config plus safetensors weights, never a pickle."""
     p = Path(path)

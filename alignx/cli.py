@@ -54,16 +54,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- generate
 
 
-def _parse_adapters(items: list[str] | None) -> dict[str, str]:
-    adapters = {}
-    for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise CLIError(f"--adapter takes NAME=FOLDER (for example ica=assets/adapters/ica), got {item!r}")
-        adapters[name] = path
-    return adapters
-
-
 # Kept here so building the parser imports no torch; a test checks they match the backbone's.
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "nf4")
 
@@ -80,10 +70,14 @@ def add_backbone_args(p: argparse.ArgumentParser) -> None:
 
 
 def backbone_config_from_args(args: argparse.Namespace):
-    from alignx.backbone import BackboneConfig
+    from alignx.backbone import BackboneConfig, parse_adapter_specs
 
+    try:
+        adapters = parse_adapter_specs(args.adapter)
+    except ValueError as exc:
+        raise CLIError(f"--adapter: {exc}") from exc
     return BackboneConfig(model=args.model, gguf_file=args.gguf_file, precision=args.precision,
-                          adapters=_parse_adapters(args.adapter), template=args.template, device=args.device)
+                          adapters=adapters, template=args.template, device=args.device)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

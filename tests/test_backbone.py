@@ -212,3 +212,13 @@ def test_other_precisions_load_and_generate(precision):
     prompt = bb.build_prompt("universal", "Hi")
     assert bb.generate([prompt], max_new_tokens=3)[0]
     assert np.isfinite(bb.score([prompt], ["Hello!"])[0])
+
+
+def test_parse_adapter_specs():
+    from alignx.backbone import parse_adapter_specs
+
+    assert parse_adapter_specs([" ica = a/b", "pba=c"]) == {"ica": "a/b", "pba": "c"}
+    assert parse_adapter_specs(None) == {}
+    for bad in ("ica", "=dir", "ica="):
+        with pytest.raises(ValueError, match="NAME=FOLDER"):
+            parse_adapter_specs([bad])
