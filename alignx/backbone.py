@@ -494,22 +494,26 @@ class Backbone:
         """Summed log-probabilities of each response (plus EOS) given its prompt.
 
         This is the official scorer's quantity: the input is `[bos] + prompt + response + [eos]`,
-        tokenized without special tokens, and only the response and EOS tokens count. Rows are
-        sorted by length and scored `batch_size` at a time with left padding; only the response
-        positions go through the LM head, so memory stays small.
+        tokenized without special tokens, and only the response and EOS tokens count. Pairs that
+        share a prompt and an adapter (chosen and rejected) share one prompt forward
+        (`alignx.logprobs`), and a repeated (prompt, response, adapter) is scored once; prompts
+        are sorted by length and batched until a batch holds `batch_size` responses; only the
+        response positions go through the LM head.
 
         Returns:
             `np.ndarray` of float64, one value per pair, in input order.
         """
+        from alignx.logprobs import Group, prefix_shared_logps
+
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         n = len(prompts)
         routes = list(adapters) if adapters is not None else [None] * n
-        self._routing(routes, n)  # validate once, up front
+        route = bool(self._routing(routes, n))  # validates once, up front
         eos = self.tokenizer.eos_token_id
-        items = []
+        groups: dict[tuple, tuple[Group, dict[tuple, list[int]]]] = {}
         for i, (p, r) in enumerate(zip(prompts, responses)):
             p_ids = self._prompt_ids(p)
             r_ids = self.tokenizer(r, add_special_tokens=False)["input_ids"] + [eos]
@@ -517,33 +521,28 @@ class Backbone:
                 raise PromptTooLongError(
                     f"pair {i} has {len(p_ids) + len(r_ids)} tokens, over the {self.max_context}-token context of {self.name}"
                 )
-            items.append((i, p_ids, r_ids))
-        items.sort(key=lambda t: len(t[1]) + len(t[2]))
+            key = (tuple(p_ids), routes[i])
+            if key not in groups:
+                groups[key] = (Group(p_ids, [], routes[i] or "__base__"), {})
+            group, members = groups[key]
+            if tuple(r_ids) not in members:  # a repeated (prompt, response, adapter) is scored once
+                group.responses.append(r_ids)
+                members[tuple(r_ids)] = []
+            members[tuple(r_ids)].append(i)
+        ordered = sorted(groups.values(), key=lambda gi: len(gi[0].prompt))
         out = np.zeros(n, dtype=np.float64)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         with self._lock, torch.inference_mode():
-            for start in range(0, n, batch_size):
-                chunk = items[start:start + batch_size]
-                seqs = [p + r for _, p, r in chunk]
-                width = max(len(s) for s in seqs)
-                keep = max(len(r) for _, _, r in chunk) + 1
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for j, s in enumerate(seqs):
-                    ids[j, width - len(s):] = torch.tensor(s)
-                    mask[j, width - len(s):] = 1
-                position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-                kwargs = self._routing([routes[i] for i, _, _ in chunk], len(chunk))
-                logits = self.model(
-                    input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
-                    position_ids=position_ids.to(self.model.device), logits_to_keep=keep, use_cache=False, **kwargs,
-                ).logits.float()
-                # logits[:, k] predicts token width - keep + k + 1; the last position predicts nothing.
-                logp = torch.log_softmax(logits[:, :-1], dim=-1)
-                targets = ids[:, width - keep + 1:].to(logp.device)
-                token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-                for j, (i, _, r) in enumerate(chunk):
-                    out[i] = token_logp[j, keep - 1 - len(r):].sum().item()
+            batch: list[tuple[Group, dict]] = []
+            for k, item in enumerate(ordered):
+                batch.append(item)
+                if sum(len(g.responses) for g, _ in batch) < batch_size and k + 1 < len(ordered):
+                    continue
+                values = prefix_shared_logps(self.model, [g for g, _ in batch], pad_id=pad, route=route)
+                values = values.double().cpu().numpy()
+                for value, idx in zip(values, (idx for _, members in batch for idx in members.values())):
+                    out[idx] = value
+                batch = []
         return out
 
 

@@ -3,15 +3,15 @@
 Both score the same chosen/rejected pairs (P-SOUPS records, ICA prompts with the persona in
 context) with the same loaded model, side by side in one run:
 
-- **batched**: `Backbone.score` (batch 8, rows sorted by length, left padding, only the response
-  positions go through the LM head);
+- **batched**: `Backbone.score` (what `alignx eval` runs): each prompt runs once and its
+  responses continue from its KV cache (`alignx.logprobs`), prompts sorted by length and batched
+  8 responses at a time, only the response positions go through the LM head;
 - **official**: as the paper's ``eval/loss_*.py`` do it: one ``[bos] + prompt + response + [eos]``
   sequence per forward pass, full logits over every position, log-softmax, sum of the response
   (+ EOS) token log-probs.
 
 The pairs are timed in interleaved rounds (the scorer that goes first rotates every round) so
-that load from other processes hits all alike. ``--prefix-shared`` adds a third scorer, a
-proposal for `Backbone.score`: each prompt runs once and its responses reuse its KV cache. It prints both throughputs, the speed ratio
+that load from other processes hits all alike. It prints both throughputs, the speed ratio
 (goal >= 5x) and whether every chosen-vs-rejected decision is the same.
 
     python benchmarks/bench_scoring.py --data ../shared/data/psoups/friendly_unfriendly.json --pairs 64
@@ -55,46 +55,6 @@ def official_score(backbone, prompts, responses) -> np.ndarray:
     return out
 
 
-def prefix_shared_score(backbone, prompts, responses) -> np.ndarray:
-    """A *proposal* (not in alignx yet): each distinct prompt runs once; its responses reuse its
-    KV cache as one batch, and only response positions go through the LM head. Same quantity as
-    `Backbone.score` (no adapters here)."""
-    import torch
-
-    tok, model = backbone.tokenizer, backbone.model
-    eos = tok.eos_token_id
-    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-    groups: dict[str, list[int]] = {}
-    for i, p in enumerate(prompts):
-        groups.setdefault(p, []).append(i)
-    out = np.zeros(len(prompts))
-    with torch.inference_mode():
-        for p, idx in groups.items():
-            p_ids = backbone._prompt_ids(p)
-            res = model(input_ids=torch.tensor([p_ids], device=model.device), use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(res.logits[0, -1].float(), dim=-1)  # predicts the 1st response token
-            cache = res.cache
-            cache.batch_repeat_interleave(len(idx))
-            r_ids = [tok(responses[i], add_special_tokens=False)["input_ids"] + [eos] for i in idx]
-            width, plen = max(len(r) for r in r_ids), len(p_ids)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), plen + width), dtype=torch.long)
-            mask[:, :plen] = 1
-            for j, r in enumerate(r_ids):  # right padding: pads come after the real tokens
-                ids[j, :len(r)] = torch.tensor(r)
-                mask[j, plen:plen + len(r)] = 1
-            pos = torch.arange(plen, plen + width).expand(len(idx), -1)
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                           position_ids=pos.to(model.device), cache=cache, use_cache=True).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            for j, r in enumerate(r_ids):
-                total = first[r[0]].item()
-                if len(r) > 1:
-                    total += logp[j, torch.arange(len(r) - 1), torch.tensor(r[1:])].sum().item()
-                out[idx[j]] = total
-    return out
-
-
 def pick_pairs(records, n: int):
     """``n`` records spread evenly over the file (both personas), cycling if the file is smaller."""
     if len(records) >= n:
@@ -112,8 +72,6 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=4, help="interleaved timing rounds (default 4)")
     ap.add_argument("--precision", default="auto", help="backbone precision (default: auto = nf4)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    ap.add_argument("--prefix-shared", action="store_true",
-                    help="also time a prefix-sharing scorer (a proposal for Backbone.score)")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args(argv)
 
@@ -143,8 +101,6 @@ def main(argv=None) -> int:
         "batched": (f"batched (Backbone.score, batch {args.batch_size})",
                     lambda ps, rs: bb.score(ps, rs, batch_size=args.batch_size)),
     }
-    if args.prefix_shared:
-        scorers["prefix_shared"] = ("prefix-shared KV (proposal)", lambda ps, rs: prefix_shared_score(bb, ps, rs))
     res = {k: {"c": np.zeros(len(records)), "r": np.zeros(len(records)), "seconds": 0.0} for k in scorers}
     bounds = np.linspace(0, len(records), args.rounds + 1).astype(int)
     for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):

@@ -61,6 +61,9 @@ class AlignXTrainArguments:
         lora_r, lora_alpha, lora_dropout, lora_target_modules, lora_top_layers: the LoRA adapter.
         demo_prob, demo_only_prob (`float`): demographics mixing rule (`alignx.learn.data`).
         threads (`int`, *optional*): torch intra-op threads.
+        prefix_sharing (`bool`, defaults to `True`): one prompt forward per pair, chosen and rejected
+            continue from its KV cache (`alignx.logprobs`); falls back to TRL's concatenated
+            forward for losses other than sigmoid DPO.
     """
 
     method: str = field(default="pba", metadata={"help": "ica or pba.", "choices": ["ica", "pba"]})
@@ -81,6 +84,8 @@ class AlignXTrainArguments:
     demo_prob: float = field(default=0.5, metadata={"help": "P(show demographics) in a history draw."})
     demo_only_prob: float = field(default=0.1, metadata={"help": "P(DEMO-only draw) when demographics exist."})
     threads: int | None = field(default=None, metadata={"help": "torch intra-op threads."})
+    prefix_sharing: bool = field(default=True, metadata={
+        "help": "Run each pair's prompt once; chosen and rejected reuse its KV cache (sigmoid DPO)."})
 
 
 def make_parser(subparsers=None):
@@ -207,16 +212,126 @@ def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
     return rows, val_rows, info
 
 
+class PrefixSharingCollator:
+    """Collates TRL-tokenized preference rows as token lists, for the prefix-sharing forward.
+
+    TRL's collator concatenates ``prompt + chosen`` and ``prompt + rejected`` into two padded
+    rows; here the prompt stays separate, so `alignx.logprobs` runs it once per pair. Truncation
+    follows ``DPOConfig.max_length`` and ``truncation_mode``: ``keep_end`` drops prompt tokens
+    from the left, ``keep_start`` cuts the responses.
+    """
+
+    def __init__(self, max_length: int | None = None, truncation_mode: str = "keep_end"):
+        self.max_length = max_length
+        self.truncation_mode = truncation_mode
+
+    def _truncate(self, prompt: list[int], chosen: list[int], rejected: list[int]):
+        if self.max_length is None:
+            return prompt, chosen, rejected
+        longest = max(len(chosen), len(rejected))
+        over = len(prompt) + longest - self.max_length
+        if over <= 0:
+            return prompt, chosen, rejected
+        if self.truncation_mode == "keep_end" and over < len(prompt):
+            return prompt[over:], chosen, rejected
+        room = max(1, self.max_length - len(prompt))
+        return prompt, chosen[:room], rejected[:room]
+
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
+        batch: dict = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}
+        for e in examples:
+            p, c, r = self._truncate(list(e["prompt_ids"]), list(e["chosen_ids"]), list(e["rejected_ids"]))
+            batch["prompt_ids"].append(p)
+            batch["chosen_ids"].append(c)
+            batch["rejected_ids"].append(r)
+        for key in ("ref_chosen_logps", "ref_rejected_logps"):
+            if key in examples[0]:
+                batch[key] = torch.tensor([float(e[key]) for e in examples])
+        return batch
+
+
+def prefix_sharing_supported(training_args) -> str | None:
+    """Why the prefix-sharing forward cannot run with these `DPOConfig` settings (None: it can)."""
+    if list(training_args.loss_type) != ["sigmoid"]:
+        return f"loss_type {training_args.loss_type} (prefix sharing implements sigmoid DPO)"
+    if getattr(training_args, "ld_alpha", None) is not None:
+        return "ld_alpha is set"
+    if getattr(training_args, "f_divergence_type", "reverse_kl") not in ("reverse_kl", "FDivergenceType.REVERSE_KL"):
+        f_div = str(training_args.f_divergence_type)
+        if "reverse" not in f_div.lower():
+            return f"f_divergence_type {f_div}"
+    if getattr(training_args, "use_liger_kernel", False):
+        return "use_liger_kernel"
+    return None
+
+
 def _trainer_class():
+    import torch
+    import torch.nn.functional as F
     from trl import DPOTrainer
 
+    from alignx.logprobs import Group, prefix_shared_logps
+
     class AlignXDPOTrainer(DPOTrainer):
-        """`DPOTrainer` that keeps a ``length`` column, so ``train_sampling_strategy=group_by_length`` works."""
+        """`DPOTrainer` with a prefix-sharing forward and a ``length`` column for length grouping.
+
+        With ``prefix_sharing=True`` (and a `PrefixSharingCollator`), each pair's prompt runs once
+        and chosen and rejected continue from its KV cache, in the policy forward and in the
+        reference log-prob precompute. The loss and the logged metrics are TRL's sigmoid DPO
+        ones (``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``,
+        ``rewards/margins``, ``logps/chosen``, ``logps/rejected``).
+        """
+
+        def __init__(self, *args, prefix_sharing: bool = False, **kwargs):
+            self.prefix_sharing = prefix_sharing
+            super().__init__(*args, **kwargs)
 
         def _set_signature_columns_if_needed(self):
             super()._set_signature_columns_if_needed()
             if "length" not in self._signature_columns:
                 self._signature_columns.append("length")
+
+        def _pair_logps(self, model, inputs):
+            pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
+            groups = [Group(p, [c, r]) for p, c, r in
+                      zip(inputs["prompt_ids"], inputs["chosen_ids"], inputs["rejected_ids"])]
+            logps = prefix_shared_logps(model, groups, pad_id=pad)
+            return logps[0::2], logps[1::2]
+
+        def compute_ref_log_probs(self, model, inputs):
+            if not self.prefix_sharing:
+                return super().compute_ref_log_probs(model, inputs)
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            with torch.no_grad(), unwrapped.disable_adapter(), self.accelerator.autocast():
+                return self._pair_logps(model, inputs)
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            if not self.prefix_sharing:
+                return super()._compute_loss(model, inputs, return_outputs)
+            mode = "train" if self.model.training else "eval"
+            chosen_logps, rejected_logps = self._pair_logps(model, inputs)
+            if self.precompute_ref_logps:
+                device = chosen_logps.device
+                ref_chosen = inputs["ref_chosen_logps"].to(device)
+                ref_rejected = inputs["ref_rejected_logps"].to(device)
+            else:
+                ref_chosen, ref_rejected = self.compute_ref_log_probs(model, inputs)
+            chosen_logratios = chosen_logps - ref_chosen
+            rejected_logratios = rejected_logps - ref_rejected
+            loss = -F.logsigmoid(self.beta * (chosen_logratios - rejected_logratios)).mean()
+            chosen_rewards = self.beta * chosen_logratios.detach()
+            rejected_rewards = self.beta * rejected_logratios.detach()
+            gather = self.accelerator.gather
+            metrics = self._metrics[mode]
+            metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
+            metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
+            metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
+            metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
+            metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
+            metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+            return (loss, {}) if return_outputs else loss
 
     return AlignXDPOTrainer
 
@@ -254,10 +369,17 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     if precision == "fp32":
         training_args.bf16 = False
     peft_config = lora_config(args, model.config.num_hidden_layers)
+    prefix_sharing = args.prefix_sharing
+    if prefix_sharing and (why := prefix_sharing_supported(training_args)):
+        print(f"alignx train: prefix sharing off: {why}", file=sys.stderr)
+        prefix_sharing = False
+    collator = PrefixSharingCollator(training_args.max_length, training_args.truncation_mode) if prefix_sharing else None
     trainer = _trainer_class()(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                               processing_class=tokenizer, peft_config=peft_config)
+                               processing_class=tokenizer, peft_config=peft_config, data_collator=collator,
+                               prefix_sharing=prefix_sharing)
     trainer.train_dataset = _add_lengths(trainer.train_dataset)
-    info.update(model_source=source, precision=precision, prompt_style=style, device=device)
+    info.update(model_source=source, precision=precision, prompt_style=style, device=device,
+                prefix_sharing=prefix_sharing)
     return trainer, info
 
 
