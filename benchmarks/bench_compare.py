@@ -24,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from benchmarks.common import emit  # noqa: E402
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args(argv)
 
     from alignx import personas
@@ -69,6 +72,13 @@ def main(argv=None) -> int:
     for name, rows in (("batched", batched), ("sequential", sequential)):
         print(f"{name:<10} | {med(rows, 'first_token_s'):>23} | {med(rows, 'last_first_token_s'):>22} | "
               f"{med(rows, 'total_s'):>12}")
+    ratio = med(sequential, "total_s") / med(batched, "total_s")
+    emit(args.json, ratio=ratio, goal=">= 2.5x, streamed", met=ratio >= 2.5,
+         batched={k: med(batched, k) for k in batched[0]}, sequential={k: med(sequential, k) for k in batched[0]},
+         precision=backbone.precision, prompt_tokens=lengths, new_tokens=args.new_tokens, threads=threads,
+         summary=(f"{args.new_tokens} new tokens, {backbone.precision}: all three done after "
+                  f"{med(batched, 'total_s')} s batched vs {med(sequential, 'total_s')} s sequential; last column "
+                  f"starts at {med(batched, 'last_first_token_s')} s vs {med(sequential, 'last_first_token_s')} s"))
     return 0
 
 

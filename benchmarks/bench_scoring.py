@@ -14,14 +14,13 @@ The pairs are timed in interleaved rounds (the scorer that goes first rotates ev
 that load from other processes hits all alike. It prints both throughputs, the speed ratio
 (goal >= 5x) and whether every chosen-vs-rejected decision is the same.
 
-    python benchmarks/bench_scoring.py --data ../shared/data/psoups/friendly_unfriendly.json --pairs 64
-    python benchmarks/bench_scoring.py              # tests/fixtures P-SOUPS file, records repeated
+    python -m benchmarks.bench_scoring --data ../shared/data/psoups/friendly_unfriendly.json --pairs 64
+    python -m benchmarks.bench_scoring              # tests/fixtures P-SOUPS file, records repeated
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_PSOUPS = ROOT.parent / "shared" / "data" / "psoups" / "friendly_unfriendly.json"
@@ -138,12 +139,12 @@ def main(argv=None) -> int:
         print(f"{label:40} {row['seconds']:8.1f} {row['pairs_per_s']:8.3f} {row['speedup_vs_official']:6.2f}x  "
               f"{row['decisions_identical']} ({n - row['decisions_differing']}/{n}; max |dlogp| "
               f"{row['max_abs_logp_diff']})")
-    result["speedup"] = result["scorers"]["batched"]["speedup_vs_official"]
-    result["decisions_identical"] = result["scorers"]["batched"]["decisions_identical"]
-    print(f"speed ratio batched/official: {result['speedup']:.2f}x (goal >= 5x); "
-          f"decisions identical: {result['decisions_identical']}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    batched, official = result["scorers"]["batched"], result["scorers"]["official"]
+    emit(args.json, ratio=batched["speedup_vs_official"], goal=">= 5x, identical decisions",
+         met=batched["speedup_vs_official"] >= 5 and batched["decisions_identical"],
+         summary=(f"{n} pairs ({args.method} prompts, {bb.precision}): batched {batched['pairs_per_s']} pairs/s vs "
+                  f"official {official['pairs_per_s']} pairs/s, decisions identical: {batched['decisions_identical']}"),
+         **result)
     return 0
 
 
