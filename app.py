@@ -21,9 +21,10 @@ import gradio as gr
 
 from alignx import personas, store
 from alignx.backbone import BackboneCache, parse_adapter_specs
+from alignx.explore.projection import MapCache
 from alignx.session import BackboneSettings, Session
-from alignx.ui import (AppContext, build_compare, build_persona, build_preferences, build_session,
-                       build_settings, connect_reloads)
+from alignx.ui import (AppContext, build_annotate, build_compare, build_control, build_map, build_persona,
+                       build_preferences, build_session, build_settings, connect_reloads)
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_PERSONA = "outdoor-guide"
@@ -39,6 +40,8 @@ CSS = ".dim-slider .info { min-height: 1.4em; }"
 
 # The one read-only cache of heavy objects (loaded backbones), shared by all sessions.
 MODELS = BackboneCache()
+# The preference map (a UMAP fitted once, cached on disk), shared read-only by all sessions.
+MAPS = MapCache()
 
 
 def default_backbone() -> BackboneSettings:
@@ -82,7 +85,14 @@ def build_demo(ctx: AppContext | None = None) -> gr.Blocks:
                 settings = build_settings(ctx, state)
             with gr.Tab("Session", id="session"):
                 session = build_session(ctx, state)
-        connect_reloads(state, [persona, prefs, compare, settings, session])
+            with gr.Tab("Annotate", id="annotate"):
+                build_annotate(ctx, state)
+            with gr.Tab("Map", id="map"):
+                pmap = build_map(ctx, state, MAPS)
+            with gr.Tab("Controllability", id="control"):
+                build_control(ctx, state)
+        connect_reloads(state, [persona, prefs, compare, settings, session, pmap])
+        gr.api(pmap.components["project"], api_name="project")
         demo.load(persona.components["refresh_saved"], None, persona.components["saved"],
                   api_visibility="private", show_progress="hidden")
     return demo
@@ -92,6 +102,7 @@ demo = build_demo()
 
 if __name__ == "__main__":
     MODELS.warm(default_backbone().to_config())  # load in the background; the page is served at once
+    MAPS.warm()  # import umap, read (or fit) the map and load its compiled transform, in the background
     demo.queue(default_concurrency_limit=1).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

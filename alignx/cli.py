@@ -5,6 +5,7 @@ Examples:
     echo '[[1,0.5,...], [1,0,...]]' | alignx profile          # directions -> profile line
     echo 'Young, Likes humor' | alignx profile --parse        # profile line -> 90-vector JSON
     alignx generate --method all --persona assets/personas/x.json --prompt "Any tips for running?"
+    alignx infer --persona assets/personas/x.json [--json]   # persona texts -> vector + profile
 """
 
 from __future__ import annotations
@@ -127,6 +128,39 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- infer
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from alignx import preferences, schema
+    from alignx.explore import inference
+
+    try:
+        persona = schema.load_persona(args.persona)
+        head = inference.Head.load(args.head) if args.head else None
+        result = inference.infer(persona, head=head)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CLIError(str(exc)) from exc
+    if result is None:
+        raise CLIError(f"{args.persona}: nothing to infer from: the persona has no pairs, UGC comments or "
+                       "demographic text")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    print(f"profile: {result.profile}")
+    print(f"support: {result.support:.2f} (how much the persona's texts look like the data the head was "
+          f"trained on; {result.evidence['pairs']} pairs, {result.evidence['ugc']} UGC, "
+          f"{result.evidence['demographics']} demographic text)")
+    print("vector: " + json.dumps([round(v, 4) for v in result.vector]))
+    print("confidence: " + json.dumps(result.confidence))
+    print(f"{'dim':>3}  {'value':>5}  {'conf':>4}  reading")
+    for d in preferences.DIMENSIONS:
+        status, label = preferences.dimension_status(d.index, result.vector[d.index])
+        if label:
+            print(f"{d.index:>3}  {result.vector[d.index]:5.3f}  {result.confidence[d.index]:4.2f}  {status}: {label}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -156,11 +190,22 @@ def make_parser() -> argparse.ArgumentParser:
     add_backbone_args(p)
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("infer", help="infer a persona's 90-dim preference vector and profile from its texts",
+                       description="Infer the preference vector (90 values in [0, 1]), a confidence per "
+                                   "dimension and the PBA profile from a persona's pairs, UGC comments and "
+                                   "demographic text (alignx.explore.inference; item directions are ignored).")
+    p.add_argument("--persona", type=Path, required=True, help="persona JSON file with AlignX keys")
+    p.add_argument("--head", type=Path, help="an inference head file (default: the shipped one)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_infer)
+
+    from alignx.explore import control
     from alignx.learn import evaluate as learn_evaluate
     from alignx.learn import train as learn_train
 
     learn_train.add_parser(sub)
     learn_evaluate.add_parser(sub)
+    control.add_parser(sub)
     return parser
 
 

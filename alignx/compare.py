@@ -12,6 +12,10 @@ Usage::
         print(step.texts)            # [ica, pba, universal] so far
     step.prompts, step.adapters      # exactly what each row received
 
+Before and after for one user: `user_adapter_settings` adds a finished per-user adapter (trained on
+the Annotate tab, `alignx.annotation`) to the session's backbone, and `stream_user_compare` runs the
+PBA prompt on the bare backbone and with that adapter, as one batch of two.
+
 `parse_request` does the cheap validation (no model); `load` wraps model loading so a failure
 is one clear `ModelLoadError`. Nothing here imports gradio; torch only through `alignx.backbone`,
 imported when a model is needed.
@@ -258,3 +262,61 @@ def sequential_compare(backbone, request: CompareRequest) -> dict:
         texts.append(out[0])
     return {"texts": texts, "first_token_s": firsts[0], "last_first_token_s": firsts[-1],
             "total_s": time.perf_counter() - t0}
+
+
+# ---------------------------------------------------------------------------- one user's adapter
+
+USER_ADAPTER = "user"
+
+
+def user_adapters(db_path) -> list[tuple[str, int]]:
+    """(label, id) of the finished per-user adapters in the store, newest first (for a dropdown)."""
+    from alignx.store import Store
+
+    with Store.open(db_path) as store:
+        rows = store.user_adapters(status="done")
+    return [(f"#{r['id']} {r['annotator']} · session {r['session_id']} · {r['n_pairs']} pairs", r["id"])
+            for r in rows]
+
+
+def user_adapter_settings(db_path, settings: BackboneSettings, adapter_id) -> BackboneSettings:
+    """The session's backbone plus a finished per-user adapter, loaded under the name ``user``.
+
+    Raises:
+        InputError: no adapter picked, an unknown id, or a job that has not finished.
+    """
+    from alignx.store import Store, StoreError
+
+    if adapter_id in (None, ""):
+        raise InputError("Pick a per-user adapter first (train one on the Annotate tab).")
+    try:
+        with Store.open(db_path) as store:
+            row = store.user_adapter(int(adapter_id))
+    except (StoreError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
+    if row["status"] != "done":
+        raise InputError(f"Adapter #{row['id']} is {row['status']}, not ready: {row['message']}")
+    return BackboneSettings(model=settings.model, gguf_file=settings.gguf_file, precision=settings.precision,
+                            adapters={**settings.adapters, USER_ADAPTER: row["path"]}, template=settings.template)
+
+
+def stream_user_compare(backbone, request: CompareRequest, adapter: str = USER_ADAPTER) -> Iterator[CompareStep]:
+    """Before and after for one user: the PBA prompt (the request's profile) twice in ONE batch,
+    row 1 on the bare backbone, row 2 with the user's adapter.
+
+    Yields:
+        `CompareStep` with two texts (before, after); the last one has ``done=True``.
+    """
+    t0 = time.perf_counter()
+    prompt = backbone.build_prompt("pba", request.prompt, profile=request.profile)
+    prompts, adapters = [prompt, prompt], [None, adapter]
+    g, texts, first = request.generation, ["", ""], None
+    try:
+        for texts in backbone.stream(prompts, adapters, max_new_tokens=g.max_new_tokens,
+                                     temperature=g.temperature, top_p=g.top_p, seed=request.seed):
+            now = time.perf_counter() - t0
+            first = now if first is None else first
+            yield CompareStep(list(texts), prompts, adapters, first, now)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    yield CompareStep(list(texts), prompts, adapters, first, time.perf_counter() - t0, done=True)

@@ -12,8 +12,10 @@ Usage::
     ugc_rows, pair_rows = personas.persona_to_rows(examples["outdoor-guide"])
     persona, warnings = personas.persona_from_rows(ugc_rows, pair_rows, "A chef.", "")
     vector = personas.derive_vector(persona)             # 90 floats, or None
+    vector, confidence = personas.derive(persona, "inferred")  # inferred from the texts
 
-Pure: stdlib, numpy and the other pure alignx modules only.
+Pure: stdlib, numpy and the other pure alignx modules only ("inferred" imports
+`alignx.explore.inference`, and through it the embedding model, on its first call).
 """
 
 from __future__ import annotations
@@ -171,12 +173,20 @@ def persona_from_rows(ugc_rows, pair_rows, demographics: str | None = None,
 
 # ---------------------------------------------------------------------------- deriving a vector
 
+def _inferred(persona: Persona):
+    from alignx.explore import inference  # the embedding model loads on the first call
+
+    return inference.infer(persona)
+
+
 # How "Derive from persona" turns a persona into a 90-dim preference vector. "directions" uses
-# the directions the persona already carries (its own, else the mean of its items'). A
-# preference-inference method (predicting directions for items that have none) registers here
-# under its own name, and the app lists every registered method.
-DERIVERS: dict[str, Callable[[Persona], np.ndarray | None]] = {
+# the directions the persona already carries (its own, else the mean of its items'). "inferred"
+# infers the vector from the persona's texts (`alignx.explore.inference`), with a confidence per
+# dimension. A deriver returns a vector, `None`, or an object with ``vector`` and ``confidence``.
+# Each method registers here under its own name, and the app lists every registered method.
+DERIVERS: dict[str, Callable[[Persona], object]] = {
     "directions": Persona.preference_vector,
+    "inferred": _inferred,
 }
 
 
@@ -187,12 +197,16 @@ def register_deriver(name: str, fn: Callable[[Persona], np.ndarray | None]) -> N
     DERIVERS[name] = fn
 
 
-def derive_vector(persona: Persona, method: str = "directions") -> list[float] | None:
-    """The 90-float preference vector a persona implies, or `None` when it carries no signal.
+def derive(persona: Persona, method: str = "directions") -> tuple[list[float] | None, list[float] | None]:
+    """The 90-float preference vector a persona implies, and the method's per-dimension
+    confidence (`None` for methods that give none, such as "directions").
 
     Args:
         persona (`Persona`): the persona.
         method (`str`, defaults to `"directions"`): a name in `DERIVERS`.
+
+    Returns:
+        `(vector, confidence)`; ``(None, None)`` when the persona carries no signal for the method.
 
     Raises:
         KeyError: an unknown method; the message lists the registered ones.
@@ -201,12 +215,25 @@ def derive_vector(persona: Persona, method: str = "directions") -> list[float] |
         fn = DERIVERS[method]
     except KeyError:
         raise KeyError(f"unknown derive method {method!r}; registered: {', '.join(DERIVERS)}") from None
-    vector = fn(persona)
-    return None if vector is None else [float(x) for x in validate_vector(vector)]
+    result = fn(persona)
+    if result is None:
+        return None, None
+    confidence = getattr(result, "confidence", None)
+    vector = getattr(result, "vector", result)
+    vector = [float(x) for x in validate_vector(vector)]
+    if confidence is not None:
+        confidence = [float(x) for x in validate_vector(confidence, what="confidence")]
+    return vector, confidence
+
+
+def derive_vector(persona: Persona, method: str = "directions") -> list[float] | None:
+    """The 90-float preference vector a persona implies, or `None` when it carries no signal
+    (`derive` without the confidence)."""
+    return derive(persona, method)[0]
 
 
 __all__ = [
     "ALL_NEUTRAL", "DERIVERS", "EXAMPLES_DIR", "PAIR_HEADERS", "UGC_HEADERS",
-    "derive_vector", "direction_from_text", "direction_to_text", "dumps", "list_examples", "load_examples",
+    "derive", "derive_vector", "direction_from_text", "direction_to_text", "dumps", "list_examples", "load_examples",
     "persona_from_rows", "persona_to_rows", "register_deriver", "title",
 ]

@@ -13,10 +13,18 @@ import json
 import pytest
 
 from appserver import app_server
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, textarea, wait_until
+from test_browser import ARGS, ARTIFACTS, CHROMIUM, textarea
+from test_browser import wait_until as _wait_until
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium (make setup-dev installs it)")
+STEP_S = 180  # generous: the suite shares 2 cores with the app server, the model load and chromium
+
+
+def wait_until(predicate, timeout: float = STEP_S, what: str = "condition") -> float:
+    return _wait_until(predicate, timeout=timeout, what=what)
+
+
 MAP_READY_S = 900  # a first run fits the 5,010-point map and compiles numba's code; later runs read both
 
 # gd._fullData: the traces as plotly drew them (numpy arrays arrive base64-encoded in gd.data).

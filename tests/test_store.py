@@ -36,19 +36,22 @@ def db_path(tmp_path):
     return tmp_path / "sub" / "alignx.db"
 
 
+ALL = ["m001_personas", "m002_annotators", "m003_annotation_queues", "m004_annotation_choices", "m005_user_adapters"]
+
+
 def test_exact_schema(fresh_store):
-    assert fresh_store.db.table_names() == ["_migrations", "personas"]
+    assert fresh_store.db.table_names()[:2] == ["_migrations", "personas"]
     assert fresh_store.db["personas"].schema == PERSONAS_SQL
     assert fresh_store.db["_migrations"].schema == MIGRATIONS_SQL
 
 
 def test_migrations_are_recorded_and_idempotent(db_path):
     with Store.open(db_path) as store:
-        assert store.applied_migrations() == ["m001_personas"]
+        assert store.applied_migrations() == ALL  # named, in order
         assert store.migrate() == []  # nothing pending
     with Store.open(db_path) as store:  # reopening applies nothing twice
         rows = list(store.db.query("select migration_set, name from _migrations"))
-        assert rows == [{"migration_set": "alignx", "name": "m001_personas"}]
+        assert rows == [{"migration_set": "alignx", "name": name} for name in ALL]
         assert store.migrate() == []
 
 
@@ -62,7 +65,7 @@ def test_a_new_migration_upgrades_an_old_database(db_path):
     MIGRATIONS()(m999_notes)
     try:
         with Store.open(db_path) as store:
-            assert store.applied_migrations() == ["m001_personas", "m999_notes"]
+            assert store.applied_migrations() == [*ALL, "m999_notes"]
             assert "notes" in store.db.table_names()
             assert store.load_persona("kept") == EXAMPLE_PERSONA  # data survives the upgrade
     finally:
@@ -83,7 +86,7 @@ def test_failed_migration_rolls_back_and_stays_pending(db_path):
         with sqlite3.connect(db_path) as conn:
             tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
             names = [r[0] for r in conn.execute("select name from _migrations")]
-        assert "half" not in tables and names == ["m001_personas"]
+        assert "half" not in tables and names == ALL
     finally:
         MIGRATIONS._migrations.pop()
 

@@ -23,6 +23,12 @@ Command line (also ``python -m alignx.learn.evaluate ...``)::
     alignx eval --benchmark psoups-friendly_unfriendly --data /path/friendly_unfriendly.json \\
         --split psoups_friendly_unfriendly --method pba --adapter assets/adapters/pba --out pba.json
 
+PBA on *inferred* profiles (`alignx.explore.inference`: each record's profile inferred from its
+persona instead of the file's ``profile``)::
+
+    alignx eval --benchmark psoups-friendly_unfriendly --data /path/friendly_unfriendly.json \\
+        --split psoups_friendly_unfriendly --method pba --adapter assets/adapters/pba --profile inferred
+
 The output dict is JSON-serialisable: ``accuracy``, ``n``, the TRL metric names
 (``rewards/accuracies``, ``rewards/margins``, ``rewards/chosen``, ``rewards/rejected``,
 ``logps/chosen``, ``logps/rejected``), the config, versions, the git commit, timing and, with
@@ -50,6 +56,8 @@ from alignx.schema import Persona, Record, persona_to_dict
 
 EVAL_VERSION = "1.0"  # bump when the scoring protocol (prompts, rows, decision rule) changes
 METHODS = ("ica", "pba", "universal")
+# Where the PBA profile comes from: the benchmark's sources, or "inferred" from each persona.
+PROFILES = (*PROFILE_SOURCES, "inferred")
 METRICS = ("implicit-reward", "likelihood")
 REFERENCES = ("ica-prompt", "method-prompt")
 
@@ -92,13 +100,39 @@ def swap_partners(records: Sequence[Record], seed: int = 0) -> list[int]:
 
 
 def _method_prompt(backbone, method: str, record: Record, persona: Persona, profile: str | None,
-                   index: int) -> str:
+                   index: int, profile_source: str = "given") -> str:
+    if method == "pba" and profile is None and profile_source == "inferred":
+        raise ValueError(f"record {index}: no profile can be inferred, its persona has no pairs, UGC or "
+                         "demographic text")
     if method == "pba" and profile is None:
         raise ValueError(
             f"record {index} has no PBA profile: the benchmark file has no 'profile' there; try "
             "profile_source='persona' (items with directions) or 'golden' (the record's own direction)"
         )
     return backbone.build_prompt(method, record.prompt, persona=persona, profile=profile)
+
+
+def _profiles(records: Sequence[Record], source: str, method: str,
+              needed: Sequence[int]) -> Callable[[int], str | None]:
+    """Record index -> its PBA profile from ``source``. For ``"inferred"`` with PBA, the personas of
+    the ``needed`` records are inferred in one batch; the function then carries ``.info`` (the
+    inference method and head), else an empty dict."""
+    if source != "inferred":
+        return lambda k: resolve_profile(records[k], source)
+    inferred: dict[int, str | None] = {}
+    info: dict = {}
+    if method == "pba":
+        from alignx.explore import inference
+
+        results = inference.infer_many([records[k].persona for k in needed])
+        inferred = {k: (res.profile if res is not None else None) for k, res in zip(needed, results)}
+        info = inference.head_info()
+
+    def profile(k: int) -> str | None:
+        return inferred.get(k)
+
+    profile.info = info
+    return profile
 
 
 def git_commit() -> str | None:
@@ -131,8 +165,9 @@ def evaluate(backbone, records: Sequence[Record], *, method: str, beta: float = 
         reference (`str`, defaults to `"ica-prompt"`): the reference prompt: the paper's ICA prompt
             with the true persona, or ``"method-prompt"`` (the method's own prompt, as in DPO training).
         profile_source (`str`, defaults to `"given"`): the PBA profile: ``"given"`` (the record's
-            ``profile``, as the benchmark set it), ``"golden"`` (its own direction) or ``"persona"``
-            (its persona items' directions).
+            ``profile``, as the benchmark set it), ``"golden"`` (its own direction), ``"persona"``
+            (its persona items' directions) or ``"inferred"`` (`alignx.explore.inference`, from
+            the persona's texts; every needed persona is inferred in one batch).
         swap_persona (`bool`): give the *policy* prompt the persona and profile of a record of a
             different user (`swap_partners`, seeded); the reference keeps the true persona.
         limit (`int`, *optional*): evaluate the first ``limit`` records only (smoke tests).
@@ -154,8 +189,8 @@ def evaluate(backbone, records: Sequence[Record], *, method: str, beta: float = 
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
-    if profile_source not in PROFILE_SOURCES:
-        raise ValueError(f"unknown profile source {profile_source!r}; choose one of {', '.join(PROFILE_SOURCES)}")
+    if profile_source not in PROFILES:
+        raise ValueError(f"unknown profile source {profile_source!r}; choose one of {', '.join(PROFILES)}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     records = list(records)
@@ -169,6 +204,8 @@ def evaluate(backbone, records: Sequence[Record], *, method: str, beta: float = 
     partners = swap_partners(records, seed) if swap_persona else list(range(len(records)))
     chosen_idx = list(range(len(records)))[:limit]
     n = len(chosen_idx)
+    needed = sorted({k for i in chosen_idx for k in (i, partners[i])})
+    profiles = _profiles(records, profile_source, method, needed)  # index -> PBA profile
 
     # Rows: per record, policy chosen/rejected (+ reference chosen/rejected). Identical rows
     # (e.g. an untuned ICA policy and its ICA reference) are scored once.
@@ -188,11 +225,11 @@ def evaluate(backbone, records: Sequence[Record], *, method: str, beta: float = 
 
     for i in chosen_idx:
         r, donor = records[i], records[partners[i]]
-        policy_prompt = _method_prompt(backbone, method, r, donor.persona, resolve_profile(donor, profile_source), i)
+        policy_prompt = _method_prompt(backbone, method, r, donor.persona, profiles(partners[i]), i, profile_source)
         rows = [row(policy_prompt, r.chosen, adapter), row(policy_prompt, r.rejected, adapter)]
         if implicit:
             ref_method = "ica" if reference == "ica-prompt" else method
-            ref_prompt = _method_prompt(backbone, ref_method, r, r.persona, resolve_profile(r, profile_source), i)
+            ref_prompt = _method_prompt(backbone, ref_method, r, r.persona, profiles(i), i, profile_source)
             rows += [row(ref_prompt, r.chosen, None), row(ref_prompt, r.rejected, None)]
             example_prompts.setdefault("reference", ref_prompt)
         example_prompts.setdefault("policy", policy_prompt)
@@ -253,6 +290,7 @@ def evaluate(backbone, records: Sequence[Record], *, method: str, beta: float = 
         "adapters": info.get("adapters", {}),
         "backbone": info,
         "profile_source": profile_source,
+        **({"inference": profiles.info} if profile_source == "inferred" else {}),
         "swap_persona": swap_persona,
         "seed": seed,
         "limit": limit,
@@ -283,6 +321,8 @@ def evaluate(backbone, records: Sequence[Record], *, method: str, beta: float = 
                 ex.update({"ref_logps/chosen": float(ref_c[k]), "ref_logps/rejected": float(ref_r[k])})
             ex.update({"rewards/chosen": float(rew_c[k]), "rewards/rejected": float(rew_r[k]),
                        "correct": bool(correct[k])})
+            if profile_source == "inferred" and method == "pba":
+                ex["inferred_profile"] = profiles(partners[i])
             if swap_persona:
                 ex["swapped_from"] = partners[i]
                 ex["swapped_persona"] = records[partners[i]].ground_truth_persona
@@ -341,8 +381,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta", type=float, default=0.1, help="DPO beta of the implicit reward (default 0.1)")
     p.add_argument("--reference", choices=REFERENCES, default="ica-prompt",
                    help="reference prompt: the paper's ICA prompt (default) or the method's own")
-    p.add_argument("--profile-source", choices=PROFILE_SOURCES, default="given",
-                   help="PBA profile: as the benchmark gives it (default), golden (own direction) or persona")
+    p.add_argument("--profile", "--profile-source", dest="profile_source", choices=PROFILES, default="given",
+                   help="PBA profile: as the benchmark gives it (default), golden (own direction), persona (its "
+                        "items' directions) or inferred (from the persona's texts, alignx.explore.inference)")
     p.add_argument("--swap-persona", action="store_true",
                    help="policy prompt gets the persona/profile of a different ground_truth_persona")
     p.add_argument("--seed", type=int, default=0, help="seed of the persona swap")
@@ -400,7 +441,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             )
     except KeyError as exc:  # an unknown split name
         raise CLIError(exc.args[0] if exc.args else str(exc)) from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: the embedding model is missing
         raise CLIError(str(exc)) from exc
     result["config"]["threads"] = args.threads
     argv = getattr(args, "argv", None)
@@ -410,6 +451,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     swap = " (swapped persona)" if args.swap_persona else ""
+    swap += f" ({args.profile_source} profiles)" if args.method == "pba" and args.profile_source != "given" else ""
     print(f"{spec.name} {args.method}{swap}: accuracy {result['accuracy']:.4f} "
           f"({result['correct']}/{result['n']}, {result['metric']}, {result['timing']['seconds']:.0f} s)",
           file=sys.stderr)

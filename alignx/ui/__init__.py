@@ -9,12 +9,15 @@ Every builder takes the read-only `AppContext` and the per-user `gr.State` (an
 them from a session, and the events after which the whole page is refilled.
 """
 
+from alignx.ui.annotate import build_annotate
 from alignx.ui.common import AppContext, View, connect_reloads
 from alignx.ui.compare import build_compare
+from alignx.ui.control import build_control
+from alignx.ui.map import build_map
 from alignx.ui.persona import build_persona
 from alignx.ui.preferences import build_preferences
 from alignx.ui.session import build_session
 from alignx.ui.settings import build_settings
 
-__all__ = ["AppContext", "View", "build_compare", "build_persona", "build_preferences", "build_session",
-           "build_settings", "connect_reloads"]
+__all__ = ["AppContext", "View", "build_annotate", "build_compare", "build_control", "build_map", "build_persona",
+           "build_preferences", "build_session", "build_settings", "connect_reloads"]

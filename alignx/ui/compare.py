@@ -1,11 +1,13 @@
 """The Compare tab: one prompt, three columns (ICA | PBA | universal) streamed together from ONE
-batched generation, decoding settings, and the exact prompt each method received."""
+batched generation, decoding settings, and the exact prompt each method received. Below, before and
+after for one user: the PBA prompt on the base and with that user's own adapter (Annotate tab)."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from alignx.compare import describe, load, parse_request, stream_compare
+from alignx.compare import (describe, load, parse_request, stream_compare, stream_user_compare,
+                            user_adapter_settings, user_adapters)
 from alignx.session import METHODS, Session
 from alignx.ui.common import MODEL_QUEUE, QUIET, AppContext, View, shows_errors
 
@@ -49,6 +51,21 @@ def build_compare(ctx: AppContext, state: gr.State, persona_json: gr.Code, vecto
         shown = [gr.Textbox(label=f"{m.upper()} prompt", lines=6, max_lines=40, interactive=False,
                             buttons=["copy"], elem_id=f"prompt-{m}") for m in METHODS]
 
+    with gr.Accordion("Before and after for one user: the base next to their own adapter", open=False):
+        gr.Markdown("A per-user adapter is trained on one annotator's choices (Annotate tab → *Train my "
+                    "adapter*). Both columns get the PBA prompt with the slider profile, as ONE batch of two: "
+                    "the left one runs the base backbone, the right one adds the user's adapter.")
+        with gr.Row(equal_height=True):
+            user_pick = gr.Dropdown([], label="Per-user adapter", scale=3, allow_custom_value=True,
+                                    elem_id="user-adapter")
+            user_refresh = gr.Button("Refresh list", scale=1)
+            user_run = gr.Button("Compare before / after", variant="primary", scale=1, elem_id="run-user-compare")
+        with gr.Row(equal_height=True):
+            user_outs = [gr.Textbox(label=label, lines=8, interactive=False, elem_id=eid) for label, eid in
+                         (("Before: base backbone", "out-user-before"), ("After: with the user's adapter",
+                                                                         "out-user-after"))]
+        user_status = gr.Markdown()
+
     inputs = [persona_json, vector_json, prompt_box, max_new, temp_slider, seed_box]
 
     # Handlers
@@ -77,6 +94,22 @@ def build_compare(ctx: AppContext, state: gr.State, persona_json: gr.Code, vecto
         for step in stream_compare(backbone, req):
             yield (*step.texts, *step.prompts, status_line(backbone, step))
 
+    @shows_errors
+    def compare_user(persona, vector, prompt, max_new_tokens, temperature, seed, adapter, session: Session):
+        """Before and after for one user: the PBA prompt (the vector's profile) on the base backbone and with
+        that user's adapter (an id from the store's finished per-user adapters), streamed as one batch.
+
+        Returns:
+            The base text, the adapted text, and a status line.
+        """
+        req = parse_request(persona, vector, prompt, max_new_tokens, temperature, seed, session.generation.top_p)
+        settings = user_adapter_settings(ctx.db_path, session.backbone, adapter)
+        yield "", "", "Loading the backbone with this user's adapter (the first time takes a while)…"
+        backbone = load(ctx.models, settings)
+        for step in stream_user_compare(backbone, req):
+            state_text = f"done in {step.elapsed_s:.1f} s" if step.done else f"generating… {step.elapsed_s:.1f} s"
+            yield (*step.texts, f"{describe(backbone)} · one batch of 2 · {state_text}")
+
     def keep_outputs(session: Session, *texts):
         """Store the final texts in the session as it is now (sliders may have moved meanwhile)."""
         return session.copy(outputs=dict(zip(METHODS, texts)))
@@ -88,6 +121,10 @@ def build_compare(ctx: AppContext, state: gr.State, persona_json: gr.Code, vecto
     generating.then(lambda: gr.update(interactive=True), None, run, **QUIET)
     generating.success(keep_outputs, [state, *outs], state, **QUIET)
     stop.click(lambda: gr.update(interactive=True), None, run, cancels=[generating], **QUIET)
+    for event in (user_refresh.click, user_pick.focus):
+        event(lambda: gr.update(choices=user_adapters(ctx.db_path)), None, user_pick, **QUIET)
+    user_run.click(compare_user, [*inputs, user_pick, state], [*user_outs, user_status], api_name="compare_user",
+                   show_progress="minimal", **MODEL_QUEUE)
 
     def fill(session: Session) -> list:
         g = session.generation

@@ -1,5 +1,6 @@
 """The Preferences tab: 90 sliders (the preference distribution), grouped in the five groups, with
-a name filter, reset, presets, "Derive from persona" and a live preview of the exact PBA profile."""
+a name filter, reset, presets, "Derive from persona", "Infer from persona" (with a confidence per
+dimension) and a live preview of the exact PBA profile. Also the ``/infer`` API endpoint."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import json
 import gradio as gr
 
 from alignx import personas, preferences
-from alignx.compare import parse_vector
+from alignx.compare import parse_persona, parse_vector
 from alignx.preferences import DIMENSIONS, GROUPS, N_DIMS, NEUTRAL
 from alignx.session import Session
 from alignx.ui.common import PRIVATE, QUIET, AppContext, View, shows_errors
 
 NEUTRAL_PRESET = "__neutral__"
+INFER_METHOD = "inferred"
+CONFIDENCE_HEADERS = ["dim", "value", "confidence", "reading"]
 MARKS = {"positive": "▲ positive", "neutral": "● neutral", "negative": "▼ negative"}
 
 
@@ -21,6 +24,42 @@ def slider_info(index: int, value: float) -> str:
     """The live reading under a slider: positive / negative with its profile label, or neutral."""
     status, label = preferences.dimension_status(index, float(value))
     return f"{MARKS[status]}: “{label}”" if label else f"{MARKS[status]}: left out of the profile"
+
+
+def inferred_info(index: int, value: float, confidence: float) -> str:
+    """The reading under a slider just set by inference: the usual reading plus the confidence."""
+    return f"{slider_info(index, value)} · inferred, confidence {confidence:.2f}"
+
+
+def confidence_rows(vector, confidence) -> list[list]:
+    """One row per dimension: index, value, confidence and reading; the dimensions the profile
+    names come first, each part by confidence, highest first."""
+    rows = []
+    for d in DIMENSIONS:
+        status, label = preferences.dimension_status(d.index, float(vector[d.index]))
+        rows.append([d.index, round(float(vector[d.index]), 3), round(float(confidence[d.index]), 3),
+                     f"{status}: {label}" if label else f"neutral ({d.name})"])
+    return sorted(rows, key=lambda r: (r[3].startswith("neutral"), -r[2]))
+
+
+def infer_api(persona: str) -> tuple[str, str, str]:
+    """Infer a preference vector from a persona's texts (alignx.explore.inference).
+
+    Args:
+        persona: the persona as AlignX JSON (pairs, UGC comments, demographic text; item directions are ignored).
+
+    Returns:
+        The vector (JSON list of 90 numbers in [0, 1]), its PBA profile, and the per-dimension
+        confidences (JSON list of 90 numbers in [0, 1]).
+    """
+    vector, confidence = personas.derive(parse_persona(persona), INFER_METHOD)
+    if vector is None:
+        raise ValueError("Persona: nothing to infer from; give it pairs, UGC comments or a demographic description.")
+    return vector_text(vector), preferences.profile_from_vector(vector), json.dumps(confidence)
+
+
+# gr.api types the endpoint from the annotations, and this module postpones them (strings).
+infer_api.__annotations__ = {"persona": str, "return": tuple[str, str, str]}
 
 
 def shown(value: float) -> float:
@@ -68,10 +107,18 @@ def build_preferences(ctx: AppContext, state: gr.State) -> View:
                              label="Derive with", info="the persona's own directions; inference methods plug in here")
         with gr.Column(scale=1):
             derive = gr.Button("Derive from persona", elem_id="derive")
+            infer = gr.Button("Infer from persona", elem_id="infer", variant="primary")
             reset = gr.Button("Reset (all 0.5)", elem_id="reset")
     profile = gr.Textbox(profile_text(vector_text(start)), label="Profile PBA will see (exact text)", lines=3,
                          interactive=False, buttons=["copy"], elem_id="profile-preview")
     counts = gr.Markdown(summary_text(vector_text(start)))
+    with gr.Accordion("Confidence of the last inference", open=False, elem_id="confidence-accordion") as conf_acc:
+        gr.Markdown("Set by *Infer from persona* (or *Derive* with `inferred`): P(the reading) × support, "
+                    "where support says how much the persona's texts look like the inference head's "
+                    "training data (P-SOUPS friendly / unfriendly). Low confidence: check those sliders.")
+        confidences = gr.Dataframe(headers=CONFIDENCE_HEADERS, datatype=["number", "number", "number", "str"],
+                                   column_widths=["8%", "10%", "12%", "70%"],
+                                   interactive=False, elem_id="confidences", max_height=320)
     query = gr.Textbox(label="Filter dimensions", placeholder="name or label, e.g. humor, need, 73",
                        elem_id="slider-filter")
     sliders, groups = [None] * N_DIMS, []
@@ -120,13 +167,23 @@ def build_preferences(ctx: AppContext, state: gr.State) -> View:
 
     @shows_errors
     def derive_from_persona(session: Session, method_name):
-        vector = personas.derive_vector(session.persona_obj(), method_name or "directions")
+        method_name = method_name or "directions"
+        vector, confidence = personas.derive(session.persona_obj(), method_name)
+        if vector is None and method_name == INFER_METHOD:
+            raise ValueError("This persona has no texts to infer from: add pairs, UGC comments or a "
+                             "demographic description on the Persona tab.")
         if vector is None:
             raise ValueError("This persona carries no preference directions (neither its own nor on its "
                              "items), so there is nothing to derive: add directions to its items on the "
                              "Persona tab, or set the sliders by hand.")
-        gr.Info("Sliders set from the persona's directions.")
-        return with_vector(session, vector)
+        if confidence is None:
+            gr.Info(f"Sliders set from the persona ({method_name}).")
+            return [*with_vector(session, vector), gr.skip(), gr.skip()]
+        gr.Info(f"Sliders set by inference ({method_name}); the confidences are under the profile.")
+        session = session.copy(vector=vector)
+        sliders_out = [gr.update(value=shown(v), info=inferred_info(i, v, c))
+                       for i, (v, c) in enumerate(zip(vector, confidence))]
+        return [session, *sliders_out, vector_text(vector), confidence_rows(vector, confidence), gr.update(open=True)]
 
     @shows_errors
     def apply_pasted(session: Session, text):
@@ -147,7 +204,10 @@ def build_preferences(ctx: AppContext, state: gr.State) -> View:
         s.input(set_dimension(i), [state, s], [state, s, vector_json], trigger_mode="always_last",
                 show_progress="hidden", **PRIVATE)
     preset.input(apply_preset, [state, preset], vector_outputs, **QUIET)
-    derive.click(derive_from_persona, [state, method], vector_outputs, **QUIET)
+    derive.click(derive_from_persona, [state, method], [*vector_outputs, confidences, conf_acc], **QUIET)
+    infer.click(lambda session: derive_from_persona(session, INFER_METHOD), state,
+                [*vector_outputs, confidences, conf_acc], **QUIET)
+    gr.api(shows_errors(infer_api), api_name="infer", concurrency_id="infer", concurrency_limit=1)
     reset.click(lambda session: with_vector(session, [NEUTRAL] * N_DIMS), state, vector_outputs, **QUIET)
     set_pasted.click(apply_pasted, [state, pasted], vector_outputs, **QUIET)
     # .change, not .input: Gradio's textbox fires no input event when text is deleted.
