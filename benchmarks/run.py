@@ -53,6 +53,8 @@ SUITE = (
           ("--new-tokens", "64"), ("--new-tokens", "16")),
     Bench("P6", "map: placing a persona vs refitting UMAP", "benchmarks.bench_map"),
     Bench("P7", "cold start: launch to first usable page", "benchmarks.bench_coldstart"),
+    Bench("P8", "preference inference of a 4-pair persona vs backbone likelihood probing", "benchmarks.bench_inference",
+          ("--probe-dims", "10", "--threads", "1"), ("--probe-dims", "2", "--threads", "1")),
 )
 
 
