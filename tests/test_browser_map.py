@@ -118,9 +118,16 @@ def test_map_shows_hovers_and_recolours(page):
 
     # Hovering the ★ shows the current persona's strongest labels.
     page.locator("#map-plot").scroll_into_view_if_needed()
-    page.mouse.move(*page.evaluate(PIXEL, list(star(page))))
     hover = page.locator("#map-plot .hoverlayer")
-    wait_until(lambda: "Current persona" in (hover.text_content() or ""), what="the hover label")
+    nudge = [0]
+
+    def hovered() -> bool:  # move again each time: a redraw of the plot drops the hover label
+        x, y = page.evaluate(PIXEL, list(star(page)))
+        nudge[0] = 1 - nudge[0]
+        page.mouse.move(x + nudge[0], y)
+        return "Current persona" in (hover.text_content() or "")
+
+    wait_until(hovered, what="the hover label")
     assert "Likes outdoors" in hover.text_content()
     page.screenshot(path=str(ARTIFACTS / "map.png"))
 
