@@ -1,7 +1,8 @@
 """Closing the loop: does a per-user adapter learn one annotator's own rule?
 
-A synthetic annotator with a clear rule judges the shipped queue (``assets/annotation``) through
-the real annotation flow: the embedded backbone generates each pair (two samples of the PBA prompt
+A synthetic annotator with a clear rule judges a queue of 64 everyday prompts (8 question forms
+x 8 topics, made here; the shipped 32-prompt queue runs out of pairs once ties are set aside)
+through the real annotation flow: the embedded backbone generates each pair (two samples of the PBA prompt
 carrying the annotator's profile, "Concise communication style"), shown in random order, and the
 choices go to a real SQLite store. The rule matches the persona: **always the shorter response**
 (fewer tokens); pairs within 10% of each other's length are ties, which are no preference, so two
@@ -17,9 +18,9 @@ process). On the held-out quarter it then measures, side by side in one run:
 - the log-prob preference accuracy: does the model give the chosen response the higher summed
   log-prob, for the base (before) and with the adapter (after).
 
-Usage (about 10 minutes on an idle 2-core CPU)::
+Usage (about 15 minutes on an idle 2-core CPU)::
 
-    python -m benchmarks.bench_user_adapter --pairs 20 --max-new-tokens 128 --epochs 4 --seed 0 \
+    python -m benchmarks.bench_user_adapter --pairs 32 --max-new-tokens 128 --epochs 4 --seed 0 \
         --out results/user_adapter.json
 """
 
@@ -42,8 +43,13 @@ from alignx.schema import Persona
 from alignx.store import Store
 
 CONCISE = 16  # "Concise communication style"
-QUEUE = "everyday-prompts"
+QUEUE = "bench-prompts"
 NAME = "concise"
+FORMS = ("Any tips for {}?", "How do I get started with {}?", "What should a beginner know about {}?",
+         "Explain {} to a friend who has never tried it.", "What are common mistakes in {}?",
+         "Give me a quick plan for a week of {}.", "Why do people enjoy {}?", "How can I get better at {}?")
+TOPICS = ("gardening", "running", "cooking rice", "public speaking", "saving money", "learning the guitar",
+          "photography", "chess")
 
 
 def rule(la: int, lb: int, margin: float = 0.1) -> str:
@@ -57,6 +63,8 @@ def collect(db: Path, backbone, n_pairs: int, settings: StudySettings) -> dict:
     """Judge the queue until ``n_pairs`` A / B pairs are saved (or the queue ends)."""
     vector = [NEUTRAL] * N_DIMS
     vector[CONCISE] = 1.0
+    with Store.open(db) as store:
+        store.add_queue(QUEUE, [{"prompt": f.format(t)} for t in TOPICS for f in FORMS], source="bench_user_adapter")
     annotation.register_annotator(db, NAME, Persona(demographics="Prefers short, direct answers."), vector)
     with Store.open(db) as store:  # a rerun with the same --folder resumes the collection
         done = [r["choice"] for r in store.choices(annotator=NAME)]
@@ -103,7 +111,7 @@ def accuracies(backbone, records, profile: str, beta: float) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=24, help="A / B pairs to collect (>= 16)")
+    parser.add_argument("--pairs", type=int, default=32, help="A / B pairs to collect (>= 16)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--epochs", type=float, default=4)
