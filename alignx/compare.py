@@ -40,8 +40,83 @@ class InputError(ValueError):
     """A comparison input is invalid; the message is meant to be shown to the user as is."""
 
 
+# Far beyond any context window, refused before tokenizing (a public server must not spend seconds
+# on a megabyte of text); texts under these caps that still do not fit get `too_long_text`.
+MAX_PROMPT_CHARS = 50_000
+MAX_PERSONA_CHARS = 1_000_000
+
+
 class ModelLoadError(RuntimeError):
     """The backbone could not be loaded; the message says which model and why."""
+
+
+# Public hosting: with ALIGNX_LOCK_SETTINGS=1 the backbone (model id, GGUF file, precision, template
+# and adapter folders) is whatever the host set through the environment; no request can change it, so
+# no request can make the server read a folder of its choosing.
+LOCK_ENV = "ALIGNX_LOCK_SETTINGS"
+# The host's backbone (`set_host_backbone`, called once at start-up by app.py); read-only afterwards.
+_HOST_BACKBONE: list[BackboneSettings] = []
+
+
+class SettingsLockedError(InputError):
+    """A request tried to change the backbone settings on a server that locks them."""
+
+
+def settings_locked() -> bool:
+    """True when ``$ALIGNX_LOCK_SETTINGS`` is set to 1 / true / yes / on."""
+    return os.environ.get(LOCK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_host_backbone(settings: BackboneSettings) -> None:
+    """Record the backbone the host configured (the only one a locked server runs)."""
+    _HOST_BACKBONE[:] = [settings]
+
+
+def host_backbone() -> BackboneSettings:
+    """The backbone recorded by `set_host_backbone` (the embedded model if none was)."""
+    return _HOST_BACKBONE[0] if _HOST_BACKBONE else BackboneSettings()
+
+
+def check_settings_unlocked(what: str = "The backbone settings") -> None:
+    """Refuse a settings change on a locked server.
+
+    Raises:
+        SettingsLockedError: ``$ALIGNX_LOCK_SETTINGS`` is set; the message says so.
+    """
+    if settings_locked():
+        raise SettingsLockedError(f"{what} are locked on this server ({LOCK_ENV}=1): the host fixes the model "
+                                  "and adapter folders, so they cannot be changed from the app.")
+
+
+def check_backbone_allowed(settings: BackboneSettings) -> None:
+    """On a locked server, only the host's backbone runs (plus a per-user adapter trained into the
+    data folder, for the before / after comparison). A no-op when the server is not locked.
+
+    Raises:
+        SettingsLockedError: the settings (e.g. from an imported session file) name another model,
+            precision, template or adapter folder.
+    """
+    if not settings_locked():
+        return
+    from alignx.store import data_dir
+
+    host = host_backbone()
+    extra = dict(settings.adapters)
+    user = extra.pop(USER_ADAPTER, None)
+    same = (settings.model, settings.gguf_file, settings.precision, settings.template, extra) == \
+        (host.model, host.gguf_file, host.precision, host.template, host.adapters)
+    user_ok = user is None or _inside(Path(user), data_dir() / "adapters")
+    if not (same and user_ok):
+        check_settings_unlocked(f"This backbone ({settings.model!r}, adapters "
+                                f"{sorted(settings.adapters) or 'none'}) is not the host's; the backbone settings")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.expanduser().resolve().relative_to(folder.resolve())
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
@@ -93,6 +168,9 @@ def parse_persona(text: str | dict | None) -> Persona:
         text = (text or "").strip()
         if not text:
             return Persona()
+        if len(text) > MAX_PERSONA_CHARS:
+            raise InputError(f"Persona is {len(text):,} characters; at most {MAX_PERSONA_CHARS:,} are accepted "
+                             "(far more than any backbone's context window).")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -146,6 +224,9 @@ def parse_request(persona_json, vector_json, prompt: str, max_new_tokens, temper
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("Prompt is empty: write the post the three methods should answer.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InputError(f"Prompt is {len(prompt):,} characters; at most {MAX_PROMPT_CHARS:,} are accepted "
+                         "(far more than any backbone's context window).")
     persona = parse_persona(persona_json)
     vector = parse_vector(vector_json, persona)
     try:
@@ -163,10 +244,12 @@ def check_backbone_settings(settings: BackboneSettings) -> None:
     a model given as a path exists.
 
     Raises:
-        InputError: with the folder and what is wrong.
+        InputError: with the folder and what is wrong. SettingsLockedError: on a locked server,
+            settings other than the host's (`check_backbone_allowed`).
     """
     from alignx.backbone import check_adapter_dir
 
+    check_backbone_allowed(settings)
     for name, folder in settings.adapters.items():
         try:
             check_adapter_dir(Path(folder).expanduser())
@@ -239,8 +322,19 @@ def stream_compare(backbone, request: CompareRequest) -> Iterator[CompareStep]:
             first = now if first is None else first
             yield CompareStep(list(texts), prompts, adapters, first, now)
     except ValueError as exc:  # PromptTooLongError and friends
-        raise InputError(str(exc)) from exc
+        raise InputError(too_long_text(exc, METHODS, g.max_new_tokens) or str(exc)) from exc
     yield CompareStep(list(texts), prompts, adapters, first, time.perf_counter() - t0, done=True)
+
+
+def too_long_text(exc: Exception, methods, max_new_tokens: int) -> str | None:
+    """The user-facing message of a `PromptTooLongError` (None for other errors): which method's
+    prompt, how many tokens, the limit; and that nothing was truncated."""
+    index, tokens, limit = (getattr(exc, k, None) for k in ("index", "tokens", "limit"))
+    if index is None or tokens is None or limit is None or not 0 <= index < len(methods):
+        return None
+    return (f"The {methods[index].upper()} prompt needs {tokens:,} tokens ({max_new_tokens} of them new), over "
+            f"the backbone's {limit:,}-token context. Nothing was generated and nothing was truncated: "
+            "shorten the persona (its UGC and pair texts) or the prompt, or ask for fewer new tokens.")
 
 
 def sequential_compare(backbone, request: CompareRequest) -> dict:
@@ -318,5 +412,5 @@ def stream_user_compare(backbone, request: CompareRequest, adapter: str = USER_A
             first = now if first is None else first
             yield CompareStep(list(texts), prompts, adapters, first, now)
     except ValueError as exc:
-        raise InputError(str(exc)) from exc
+        raise InputError(too_long_text(exc, ("pba", "pba"), g.max_new_tokens) or str(exc)) from exc
     yield CompareStep(list(texts), prompts, adapters, first, time.perf_counter() - t0, done=True)

@@ -48,13 +48,15 @@ export -> import -> export is byte-identical.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
 import os
 import threading
+import unicodedata
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -64,6 +66,8 @@ from alignx.schema import (KEY_DEMOGRAPHICS, KEY_PAIRS, KEY_UGC, Persona, Record
                            persona_from_dict, persona_to_dict, record_to_dict, save_records)
 
 MAX_NAME = 100
+# How long a writer waits for another's transaction before "database is locked".
+BUSY_TIMEOUT_MS = 30_000
 MAX_RATIONALE = 2000
 CHOICES = ("A", "B", "tie", "both_bad", "skip")
 ORDERS = ("12", "21")
@@ -174,6 +178,9 @@ def _check_name(name, what: str = "persona") -> str:
     if not isinstance(name, str) or not name.strip():
         raise StoreError(f"Give the {what} a name (1 to {MAX_NAME} characters).")
     name = " ".join(name.split())
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise StoreError(f"{what.capitalize()} names cannot hold control characters (found U+{ord(control):04X}).")
     if len(name) > MAX_NAME:
         raise StoreError(f"{what.capitalize()} names have at most {MAX_NAME} characters; this one has {len(name)}.")
     return name
@@ -221,6 +228,7 @@ class Store:
             db = sqlite_utils.Database(path)
             db.enable_wal()
             db.execute("PRAGMA synchronous=FULL")  # see "Durability" in the module docstring
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # writers queue behind one another
         db.execute("PRAGMA foreign_keys=ON")
         store = cls(db)
         store.migrate()
@@ -242,6 +250,32 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Store]:
+        """One write transaction, committed on exit, rolled back on an error (nested: a savepoint).
+
+        It starts with ``BEGIN IMMEDIATE``, taking the write lock before the first read: a
+        deferred transaction that reads and then writes fails at once with "database is locked"
+        when another connection committed in between (SQLite cannot wait for a stale snapshot),
+        whereas an immediate one waits its turn (up to the busy timeout).
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield self
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            conn.rollback()
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
 
     def __enter__(self) -> Store:
         return self
@@ -265,7 +299,7 @@ class Store:
             persona = persona_from_dict(persona)
         data = json.dumps(persona_to_dict(persona), ensure_ascii=False)
         table, now = self.db["personas"], _now_seconds()
-        with self.db.atomic():
+        with self.write():
             try:
                 created = table.get(name)["created_at"]
                 existed = True
@@ -299,7 +333,7 @@ class Store:
     def delete_persona(self, name: str) -> None:
         """Delete a saved persona. Raises `StoreError` if there is none of that name."""
         name = _check_name(name)
-        with self.db.atomic():
+        with self.write():
             if self.db.execute("delete from personas where name = ?", [name]).rowcount == 0:
                 raise StoreError(f"No saved persona named {name!r}.")
 
@@ -317,7 +351,7 @@ class Store:
         name = _check_name(name, "annotator")
         persona, vector = _as_persona(persona), _check_vector(vector)
         table, now = self.db["annotators"], _now()
-        with self.db.atomic():
+        with self.write():
             existed = table.count_where("name = ?", [name]) > 0
             row = {"name": name, "persona": _dumps(persona_to_dict(persona)), "vector": _dumps(vector),
                    "updated_at": now}
@@ -367,7 +401,7 @@ class Store:
         rows = list(rows)
         if not rows:
             raise StoreError(f"Queue {name!r} has no prompts.")
-        with self.db.atomic():
+        with self.write():
             existing = [r["prompt"] for r in self.db.query(
                 "select prompt from annotation_items where queue = ? order by position", [name])]
             if existing or self.db["annotation_queues"].count_where("name = ?", [name]):
@@ -423,7 +457,7 @@ class Store:
     def add_pair(self, item_id: int, condition: str, responses, sources, settings: dict) -> dict:
         """Store the two responses generated for an item under a condition; if another request
         stored that pair first, that one is kept and returned (so all annotators share it)."""
-        with self.db.atomic():
+        with self.write():
             existing = self.find_pair(item_id, condition)
             if existing is not None:
                 return existing
@@ -478,7 +512,7 @@ class Store:
         """
         row = self._choice_row(pair_id, annotator, session_id, shown_order, choice, rationale, persona_mode,
                                persona, vector, created_at)
-        with self.db.atomic():
+        with self.write():
             self.pair(pair_id)
             previous = self._active_choice(pair_id, row["annotator"])
             if previous is not None:
@@ -525,7 +559,7 @@ class Store:
             there is nothing to undo.
         """
         annotator = _check_name(annotator, "annotator")
-        with self.db.atomic():
+        with self.write():
             rows = list(self.db.query(
                 "select id from annotation_choices where annotator = ? and session_id = ? and undone_at is null "
                 "order by id desc limit 1", [annotator, session_id]))
@@ -641,7 +675,7 @@ class Store:
                 that conflicts with what the store holds.
         """
         added = 0
-        with self.db.atomic():
+        with self.write():
             for index, record in enumerate(records):
                 meta = record.extra.get(KEY_ANNOTATION)
                 if meta is None:
@@ -719,7 +753,7 @@ class Store:
     def add_user_adapter(self, annotator: str, session_id: str, path: str, n_pairs: int) -> int:
         """Register a per-user adapter job (status ``queued``). Returns its id."""
         annotator, now = _check_name(annotator, "annotator"), _now()
-        with self.db.atomic():
+        with self.write():
             return self.db["user_adapters"].insert(
                 {"annotator": annotator, "session_id": session_id, "path": str(path), "status": "queued",
                  "progress": 0.0, "n_pairs": int(n_pairs), "message": "queued", "metrics": "{}", "pid": None,
@@ -734,7 +768,7 @@ class Store:
             raise StoreError(f"status must be one of {', '.join(ADAPTER_STATUSES)}, got {fields['status']!r}")
         if "metrics" in fields:
             fields["metrics"] = _dumps(fields["metrics"])
-        with self.db.atomic():
+        with self.write():
             self.db["user_adapters"].update(adapter_id, {**fields, "updated_at": _now()})
 
     def user_adapter(self, adapter_id: int) -> dict:

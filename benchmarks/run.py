@@ -55,6 +55,8 @@ SUITE = (
     Bench("P7", "cold start: launch to first usable page", "benchmarks.bench_coldstart"),
     Bench("P8", "preference inference of a 4-pair persona vs backbone likelihood probing", "benchmarks.bench_inference",
           ("--probe-dims", "10", "--threads", "1"), ("--probe-dims", "2", "--threads", "1")),
+    Bench("P9", "stress: 16 concurrent gradio_client sessions vs one session x 16", "benchmarks.bench_stress",
+          ("--sessions", "16"), ("--sessions", "4")),
 )
 
 

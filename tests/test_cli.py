@@ -104,7 +104,7 @@ def test_parser_is_light_and_lists_all_commands():
             "print(sorted(p._subparsers._group_actions[0].choices)); print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split("\n")[:2] == ["['control', 'eval', 'generate', 'infer', 'profile', 'train']", "False"]
+    assert res.stdout.split("\n")[:2] == ["['control', 'eval', 'generate', 'infer', 'privacy', 'profile', 'train']", "False"]
 
 
 def test_cli_precisions_match_backbone():

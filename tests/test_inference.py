@@ -172,6 +172,23 @@ def test_cli_infer_json_and_text(capsys, tmp_path, fixture_head):
     assert "73  1.000" in text or "73  0.99" in text  # the humor row of the table
 
 
+def test_long_texts_are_reported_as_truncated(capsys, tmp_path):
+    """A text beyond the encoder's 256 tokens is embedded from its start only, and that is said."""
+    from alignx.cli import main
+    from alignx.explore import inference
+
+    long = "I love long hikes in the mountains. " * 80  # about 640 tokens
+    persona = Persona(pairs=[PairItem("Plan a weekend.", long, "Stay home.")], demographics="A hiker.")
+    assert inference.truncated_texts(persona) == 1
+    assert inference.infer(persona).truncated == 1
+    assert inference.infer(Persona(demographics="A hiker.")).truncated == 0
+    save_persona(persona, tmp_path / "long.json")
+    assert main(["infer", "--persona", str(tmp_path / "long.json"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["truncated"] == 1
+    assert "1 of the persona's texts are longer than the inference encoder reads" in captured.err
+
+
 def test_cli_infer_bad_input(capsys, tmp_path):
     from alignx.cli import main
 

@@ -128,6 +128,17 @@ def evidence(persona: Persona) -> tuple[list[tuple[str, str]], list[str]]:
     return pairs, [t for t in endorsed if t.strip()]
 
 
+def truncated_texts(persona: Persona) -> int:
+    """How many of the persona's distinct texts are longer than the encoder reads (`MAX_TOKENS`):
+    inference embeds only their first `MAX_TOKENS` tokens (reported as `Inference.truncated`)."""
+    pairs, endorsed = evidence(persona)
+    texts = sorted({t for pair in pairs for t in pair} | set(endorsed))
+    if not texts:
+        return 0
+    tokenizer, _ = load_encoder()
+    return sum(len(ids) > MAX_TOKENS for ids in tokenizer(texts, add_special_tokens=True)["input_ids"])
+
+
 def persona_features(personas: Sequence[Persona], encode_fn: Callable[[Sequence[str]], np.ndarray] = encode
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Features of many personas, every distinct text embedded once.
@@ -260,6 +271,8 @@ class Inference:
         support (`float`): how much the persona's evidence looks like the head's training data.
         method (`str`): the inference method.
         evidence (`dict`): how many pairs, UGC comments and demographic texts were read.
+        truncated (`int`): how many of those texts were longer than the encoder reads, so only
+            their first `MAX_TOKENS` tokens were embedded.
     """
 
     vector: list[float]
@@ -268,6 +281,7 @@ class Inference:
     support: float
     method: str = METHOD
     evidence: dict = field(default_factory=dict)
+    truncated: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -293,6 +307,7 @@ def infer_many(personas: Sequence[Persona], *, head: Head | None = None,
             profile=profile_from_vector(v), support=round(float(support[k]), 4),
             evidence={"pairs": len(persona.pairs), "ugc": len(persona.ugc),
                       "demographics": int(bool(persona.demographics and persona.demographics.strip()))},
+            truncated=truncated_texts(persona) if encode_fn is encode else 0,
         ))
     return out
 

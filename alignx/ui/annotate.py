@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from alignx import annotation, personas
+from alignx import annotation, personas, privacy
 from alignx.annotation import METHODS, StudySettings
 from alignx.compare import load
 from alignx.session import Session
@@ -137,6 +137,16 @@ def build_annotate(ctx: AppContext, state: gr.State) -> View:
             epochs = gr.Number(3, minimum=1, maximum=20, precision=0, label="Epochs", scale=1)
             train = gr.Button("Train my adapter", variant="primary", elem_id="annot-train", scale=2)
         train_status = gr.Markdown(elem_id="annot-train-status")
+    with gr.Accordion("Your data: what is stored, export it, delete it", open=False, elem_id="your-data"):
+        gr.Markdown(privacy.NOTICE, elem_id="privacy-notice")
+        with gr.Row(equal_height=True):
+            export_mine = gr.Button("Download everything stored under my name", elem_id="export-my-data", scale=2)
+            confirm_delete = gr.Checkbox(label="Yes, delete it all (this cannot be undone)", value=False, scale=1,
+                                         elem_id="confirm-delete")
+            delete_mine = gr.Button("Delete everything stored under my name", variant="stop", scale=2,
+                                    elem_id="delete-my-data")
+        my_file = gr.File(label="Your data (JSON)", interactive=False, elem_id="my-data-file")
+        my_status = gr.Markdown(elem_id="my-data-status")
     gr.HTML("", js_on_load=KEYS_JS, elem_id="annot-keys")
     astate = gr.State(AnnotateState())
 
@@ -241,6 +251,19 @@ def build_annotate(ctx: AppContext, state: gr.State) -> View:
                 return
             time.sleep(1.0)
 
+    @shows_errors
+    def export_my_data(annotator: str) -> str:
+        """Everything stored under an annotator name (identity, choices, adapters) as one JSON file."""
+        folder = tempfile.mkdtemp(prefix="alignx-mydata-")
+        return str(privacy.write_export(ctx.db_path, annotator, f"{folder}/alignx-my-data.json"))
+
+    @shows_errors
+    def delete_my_data(annotator: str, confirm: bool) -> str:
+        """Delete everything stored under an annotator name; ``confirm`` must be true. Returns what went."""
+        if confirm is not True:
+            raise ValueError("Tick the confirmation box first: deleting cannot be undone.")
+        return privacy.delete_text(privacy.delete_user(ctx.db_path, annotator))
+
     # API: stateless endpoints for scripts (gradio_client), beside the widgets' own events.
     @shows_errors
     def annotator(name: str, persona: str = "", vector: str = "") -> str:
@@ -290,6 +313,10 @@ def build_annotate(ctx: AppContext, state: gr.State) -> View:
         annotation.agreement_text, agree_json, agree_text, **QUIET)
     train.click(start_training, [astate, name, epochs], [astate, train_status], **PRIVATE).success(
         follow, astate, train_status, api_visibility="private", concurrency_limit=None)
+    export_mine.click(export_my_data, name, my_file, api_name="export_my_data", concurrency_id="store",
+                      concurrency_limit=4)
+    delete_mine.click(delete_my_data, [name, confirm_delete], my_status, api_name="delete_my_data",
+                      concurrency_id="store", concurrency_limit=4)
     gr.api(annotator, api_name="annotator", concurrency_id="store", concurrency_limit=4)
     gr.api(next_item, api_name="next_item", **MODEL_QUEUE)
     gr.api(save_choice, api_name="save_choice", concurrency_id="store", concurrency_limit=4)

@@ -25,6 +25,11 @@ PRIVATE = dict(api_visibility="private", **SESSION_QUEUE)
 QUIET = dict(PRIVATE, show_progress="hidden")
 # Every listener that runs the model shares one queue slot (see README "The app").
 MODEL_QUEUE = dict(concurrency_id="model", concurrency_limit=1)
+# Uploads (persona, session and queue files) are small JSON / JSONL / CSV: `read_upload` refuses
+# anything larger. The server refuses any upload over MAX_SERVER_UPLOAD_BYTES before a handler runs
+# (`launch(max_file_size=...)` in app.py): the largest upload, a benchmark file for the Map tab.
+MAX_UPLOAD_BYTES = 2_000_000
+MAX_SERVER_UPLOAD_BYTES = 20 * 2**20
 
 
 @dataclass(frozen=True)
@@ -116,12 +121,17 @@ def write_download(data: dict | str, stem: str) -> str:
     return str(path)
 
 
-def read_upload(file) -> str:
+def read_upload(file, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
     """The text of an uploaded file (a path string or a gradio file object); clear errors for
-    a missing or non-UTF-8 file."""
+    a missing, oversized or non-UTF-8 file."""
     if file is None:
         raise ValueError("No file was uploaded.")
     path = Path(getattr(file, "name", file))
+    if not path.is_file():
+        raise ValueError(f"The uploaded file {path.name} is gone: upload it again.")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path.name} is {size:,} bytes; uploads are capped at {max_bytes:,} bytes.")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

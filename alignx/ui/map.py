@@ -36,11 +36,10 @@ from alignx.explore.population import Point, Population, group_scores
 from alignx.explore.projection import Layout, MapCache, Placement, ProjectionMap
 from alignx.preferences import DIMENSIONS, GROUPS, NEUTRAL
 from alignx.session import Session
-from alignx.ui.common import PRIVATE, QUIET, AppContext, View, shows_errors
+from alignx.ui.common import MAX_SERVER_UPLOAD_BYTES, PRIVATE, QUIET, AppContext, View, shows_errors
 
 MAP_QUEUE = dict(concurrency_id="map", concurrency_limit=1)  # redraws: read the session, write only map state
 MAP_WAIT_S = 600  # the `project` API waits this long for a first fit
-MAX_UPLOAD_MB = 200
 SOURCE_COLOURS = {"generated": "#9aa5b1", "example": "#e4572e", "store": "#0f9d9a", "annotator": "#5b8c00",
                   "benchmark": "#7b2cbf"}
 CLUSTER_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
@@ -388,8 +387,9 @@ def build_map(ctx: AppContext, state: gr.State, maps: MapCache) -> View:
         path = Path(getattr(file, "name", file) if file is not None else "")
         if file is None or not path.is_file():
             raise ValueError("No file was uploaded.")
-        if path.stat().st_size > MAX_UPLOAD_MB * 2**20:
-            raise ValueError(f"{path.name} is larger than {MAX_UPLOAD_MB} MB; upload a smaller file.")
+        if path.stat().st_size > MAX_SERVER_UPLOAD_BYTES:
+            raise ValueError(f"{path.name} is larger than {MAX_SERVER_UPLOAD_BYTES // 2**20} MB; upload a smaller "
+                             "file, or place its profiles with the library (`alignx.explore.projection`).")
         bench = pop_lib.benchmark_population(path)
         gr.Info(f"Placing {len(bench):,} distinct profiles from {path.name} on the map.")
         return dataclasses.replace(ms, benchmark=bench)

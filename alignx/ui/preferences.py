@@ -180,6 +180,13 @@ def build_preferences(ctx: AppContext, state: gr.State) -> View:
             gr.Info(f"Sliders set from the persona ({method_name}).")
             return [*with_vector(session, vector), gr.skip(), gr.skip()]
         gr.Info(f"Sliders set by inference ({method_name}); the confidences are under the profile.")
+        if method_name == INFER_METHOD:
+            from alignx.explore import inference
+
+            cut = inference.truncated_texts(session.persona_obj())
+            if cut:
+                gr.Warning(f"{cut} of the persona's texts are longer than the inference encoder reads: only "
+                           f"their first {inference.MAX_TOKENS} tokens were used.")
         session = session.copy(vector=vector)
         sliders_out = [gr.update(value=shown(v), info=inferred_info(i, v, c))
                        for i, (v, c) in enumerate(zip(vector, confidence))]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from alignx.compare import check_backbone_settings, describe, load
+from alignx.compare import (LOCK_ENV, check_backbone_settings, check_settings_unlocked, describe, load,
+                            settings_locked)
 from alignx.session import PRECISIONS, TEMPLATES, BackboneSettings, Session
 from alignx.ui.common import MODEL_QUEUE, QUIET, AppContext, View, shows_errors
 
@@ -17,6 +18,8 @@ HELP = (
     "they get the paper's exact Llama-3 prompt strings, and all three columns run on the checkpoint you "
     "pick. Adapters are peft LoRA folders holding `adapter_model.safetensors`; leave a box empty for none. "
     "A failed load leaves the previous backbone in place.")
+LOCKED = (f"**Locked by the host** (`{LOCK_ENV}=1`): this server runs the backbone below and nothing else; "
+          "the model id, GGUF file, precision, template and adapter folders cannot be changed here.")
 
 
 def settings_from(model, gguf_file, precision, template, ica_adapter, pba_adapter) -> BackboneSettings:
@@ -27,20 +30,26 @@ def settings_from(model, gguf_file, precision, template, ica_adapter, pba_adapte
 
 def build_settings(ctx: AppContext, state: gr.State) -> View:
     b = ctx.defaults.backbone
-    gr.Markdown(HELP)
+    locked = settings_locked()  # read once at build time: a locked page shows read-only boxes
+    editable = dict(interactive=not locked)
+    gr.Markdown(LOCKED if locked else HELP)
     with gr.Row():
         model_box = gr.Dropdown(["embedded", *OFFICIAL], value=b.model, allow_custom_value=True, scale=3,
-                            label="Backbone", info="embedded, an official checkpoint, any HF id or a local folder")
-        gguf_box = gr.Textbox(b.gguf_file or "", label="GGUF file inside the model (optional)", scale=2)
+                            label="Backbone", info="embedded, an official checkpoint, any HF id or a local folder",
+                            **editable)
+        gguf_box = gr.Textbox(b.gguf_file or "", label="GGUF file inside the model (optional)", scale=2,
+                              **editable)
     with gr.Row():
-        precision_box = gr.Dropdown(list(PRECISIONS), value=b.precision, label="Precision",
+        precision_box = gr.Dropdown(list(PRECISIONS), value=b.precision, label="Precision", **editable,
                                 info="auto = nf4 when bitsandbytes is installed")
-        template_box = gr.Dropdown(list(TEMPLATES), value=b.template, label="Prompt template",
+        template_box = gr.Dropdown(list(TEMPLATES), value=b.template, label="Prompt template", **editable,
                                info="auto = official Llama-3 strings for AlignXpert, else the chat template")
     with gr.Row():
-        ica_box = gr.Textbox(b.adapters.get("ica", ""), label="ICA adapter folder", placeholder="none")
-        pba_box = gr.Textbox(b.adapters.get("pba", ""), label="PBA adapter folder", placeholder="none")
-    apply = gr.Button("Load this backbone", variant="primary")
+        ica_box = gr.Textbox(b.adapters.get("ica", ""), label="ICA adapter folder", placeholder="none",
+                             **editable)
+        pba_box = gr.Textbox(b.adapters.get("pba", ""), label="PBA adapter folder", placeholder="none",
+                             **editable)
+    apply = gr.Button("Load this backbone", variant="primary", **editable)
     status = gr.Markdown(label="Status",
                          value=f"Session backbone (loads on first use): {ctx.models.describe(b.to_config())}")
 
@@ -49,13 +58,16 @@ def build_settings(ctx: AppContext, state: gr.State) -> View:
     # Handlers
     @shows_errors
     def check(*values):
+        check_settings_unlocked()
         check_backbone_settings(settings_from(*values))
         return "Loading…"
 
     @shows_errors
     def load_model(model, gguf_file, precision, template, ica_adapter, pba_adapter, session: Session,
                    progress=gr.Progress()):
-        """Load a backbone for this session (kept in the shared cache); returns a status line."""
+        """Load a backbone for this session (kept in the shared cache); returns a status line.
+        Refused on a server started with ALIGNX_LOCK_SETTINGS=1."""
+        check_settings_unlocked()
         settings = settings_from(model, gguf_file, precision, template, ica_adapter, pba_adapter)
         progress(0, desc=f"Loading {settings.model}…")
         backbone = load(ctx.models, settings)
