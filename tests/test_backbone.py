@@ -50,6 +50,27 @@ def test_mixed_adapter_batch_equals_separate_calls(backbone):
     assert len(set(batched)) == 3, "three adapters should give three different texts"
 
 
+def test_rows_of_different_lengths_prefill_alone_and_decode_together(backbone_fp32):
+    """ICA, PBA and universal prompts differ ~3x in length here: each row is prefilled alone (no
+    padding), then the three decode as one batch, and every text equals its own single-row call.
+    (fp32: nf4 runs one row and several rows through different bitsandbytes kernels, and the
+    random test adapters leave near-ties that such differences can flip.)"""
+    import torch
+
+    bb = backbone_fp32
+    prompts = [bb.build_prompt(m, "Say hello.", persona=PERSONA, profile="Young, Likes humor")
+               for m in ("ica", "pba", "universal")]
+    routes = [bb.adapter_for(m) for m in ("ica", "pba", "universal")]
+    kwargs = bb._generate_kwargs(prompts, routes, 16, 0.0, 1.0)
+    with torch.inference_mode():
+        bb._prefill_rows(kwargs)
+    width = kwargs["input_ids"].shape[1]
+    assert kwargs["cache"].get_seq_length() == width - 1  # the per-row path was taken
+    batched = bb.generate(prompts, routes, max_new_tokens=16)
+    assert batched == [bb.generate([p], [r], max_new_tokens=16)[0] for p, r in zip(prompts, routes)]
+    assert list(bb.stream(prompts, routes, max_new_tokens=16))[-1] == batched
+
+
 def test_stream_yields_growing_texts_and_ends_with_generate(backbone):
     prompts = [backbone.build_prompt(m, "Say hello.", persona=PERSONA, profile="Young, Likes humor")
                for m in ("ica", "pba", "universal")]
