@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "benchmarks" / "README.md"
+RESULTS = ROOT / "benchmarks" / "results.json"  # the latest result of every benchmark (--update-readme)
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -89,7 +90,8 @@ def run_one(bench: Bench, quick: bool, timeout: float) -> dict:
             return {"id": bench.id, "error": f"exit code {proc.returncode}: " + " / ".join(tail)}
         result = json.loads(out.read_text())
     result.update(id=bench.id, title=bench.title, command=" ".join(["python", "-m", *cmd[2:-2]]),
-                  seconds=round(seconds, 1))
+                  seconds=round(seconds, 1), run_at=f"{datetime.datetime.now():%Y-%m-%d %H:%M}",
+                  load_after=round(os.getloadavg()[0], 1))
     return result
 
 
@@ -103,6 +105,17 @@ def table(results: list[dict]) -> str:
         met = "yes" if r["met"] else "**no**"
         lines.append(f"| {r['id']} | {r['title']} | {r['ratio']:.2f}x | {r['goal']} | {met} | {r['summary']} |")
     return "\n".join(lines)
+
+
+def merge_results(results: list[dict]) -> list[dict]:
+    """The latest result of every benchmark: these new ones over those in `RESULTS` (so a run with
+    ``--only`` updates its rows and keeps the others, each with its own ``run_at``)."""
+    old = json.loads(RESULTS.read_text())["results"] if RESULTS.is_file() else []
+    latest = {r["id"]: r for r in old} | {r["id"]: r for r in results}
+    order = [b.id for b in SUITE]
+    merged = sorted((r for r in latest.values() if r["id"] in order), key=lambda r: order.index(r["id"]))
+    RESULTS.write_text(json.dumps({"machine": machine(), "results": merged}, indent=1) + "\n")
+    return merged
 
 
 def update_readme(text: str) -> None:
@@ -137,13 +150,18 @@ def main(argv=None) -> int:
     header = (f"Machine: {machine()}. Run {datetime.datetime.now():%Y-%m-%d %H:%M}, load average at the end "
               f"{load:.1f}; command: `python -m benchmarks.run{' --quick' if args.quick else ''}"
               f"{' --only ' + args.only if args.only else ''}`.")
-    text = header + "\n\n" + table(results)
     print()
-    print(text)
+    print(header + "\n\n" + table(results))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=1) + "\n")
     if args.update_readme:
-        update_readme(text)
+        if args.quick:
+            raise SystemExit("--update-readme records the real settings only; drop --quick")
+        merged = merge_results(results)
+        runs = sorted({r["run_at"] for r in merged if "run_at" in r}) or ["?"]
+        update_readme(f"Machine: {machine()}. Command: `python -m benchmarks.run` (rows measured "
+                      f"{runs[0]} to {runs[-1]}; each row's command, time and load are in `benchmarks/results.json`)."
+                      + "\n\n" + table(merged))
     return 0 if all("error" not in r for r in results) else 1
 
 
