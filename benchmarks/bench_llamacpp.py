@@ -8,7 +8,8 @@ Side by side in one run, on the same threads: llama.cpp (`llama_cpp.Llama`) gene
 (SmolLM2-135M-Instruct Q4_1); alignx runs the app's three-way compare (ICA, PBA, universal as one
 batch, the shipped adapters) with the same budget. Ratio = alignx aggregate decode tok/s (3 rows)
 / llama.cpp tok/s (goal >= 1.0). Prefill is timed separately from decode on both sides. Without
-llama-cpp-python the benchmark reports itself skipped.
+llama-cpp-python the benchmark reports itself skipped. On a CPU with AMX, llama.cpp runs without
+its AMX weight repacking, which crashes there (`avoid_amx_repack`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,28 @@ from pathlib import Path
 from benchmarks.common import emit, skipped
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def avoid_amx_repack() -> None:
+    """On CPUs with AMX, llama.cpp repacks the weights into an AMX buffer, and its first decode
+    then segfaults (ggml-org/llama.cpp#20824; seen here with llama-cpp-python 0.3.36 on this
+    machine's Xeon, Q4_1). Turning off the extra buffer types (`use_extra_bufts`, llama.cpp's
+    ``--no-extra-bufts``) keeps the plain CPU kernels. llama-cpp-python has no argument for it, so
+    the default model parameters are patched."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if "amx_int8" not in flags and "amx_bf16" not in flags:
+        return
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    default = llama_cpp.llama_model_default_params
+
+    def without_extra_buffers():
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
 
 
 def main(argv=None) -> int:
@@ -48,16 +71,22 @@ def main(argv=None) -> int:
     prompts, routes = bb.compare_batch("Any tips for a weekend trip?", persona=persona, profile=persona.profile())
     n = args.new_tokens
     bb.generate(prompts, routes, max_new_tokens=2)  # warm-up
-    enc = bb._encode_batch(prompts, n)
-    with torch.inference_mode():
-        t = time.perf_counter()
-        bb.model.generate(**enc, **bb._routing(routes, len(prompts)), max_new_tokens=1, do_sample=False)
-        prefill = time.perf_counter() - t
-        t = time.perf_counter()
-        bb.model.generate(**enc, **bb._routing(routes, len(prompts)), max_new_tokens=n, min_new_tokens=n,
-                          do_sample=False)
-        ours = 3 * (n - 1) / (time.perf_counter() - t - prefill)
+    # The product path (`Backbone.generate`: its kwargs, the per-row prefill, one batched decode),
+    # with min_new_tokens so that every row decodes exactly n tokens.
+    kwargs = bb._generate_kwargs(prompts, routes, n, 0.0, 1.0)
 
+    def run(max_new: int) -> float:
+        call = dict(kwargs, max_new_tokens=max_new, min_new_tokens=max_new)
+        t = time.perf_counter()
+        bb._prefill_rows(call)
+        bb.model.generate(**call)
+        return time.perf_counter() - t
+
+    with torch.inference_mode():
+        prefill = run(1)
+        ours = 3 * (n - 1) / (run(n) - prefill)
+
+    avoid_amx_repack()
     llm = Llama(model_path=str(embedded_gguf_path()), n_threads=args.threads, n_ctx=2048, verbose=False)
     text = prompts[-1]
     llm(text, max_tokens=2, temperature=0.0)  # warm-up
