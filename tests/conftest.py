@@ -69,3 +69,19 @@ def backbone_fp32(random_adapters):
     from alignx.backbone import BackboneConfig, load_backbone
 
     return load_backbone(BackboneConfig(precision="fp32", adapters=random_adapters))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The one `python app.py` of the test run, started on first use (tests/appserver.py)."""
+    from appserver import app_server
+
+    return app_server(tmp_path_factory.getbasetemp() / "app")
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """A `gradio_client` session on that server (a new one per test module)."""
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False)

@@ -15,23 +15,10 @@ import pytest
 from alignx import preferences
 from alignx.schema import load_persona
 
-from appserver import app_server
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONA_FILE = ROOT / "tests" / "fixtures" / "persona_example.json"
 HUMOR = 73  # "Likes humor"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    return app_server(tmp_path_factory.getbasetemp() / "app")
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    from gradio_client import Client
-
-    return Client(server.url, verbose=False)
 
 
 def vector_with(**positions) -> list[float]:

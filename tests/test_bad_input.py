@@ -33,7 +33,6 @@ from alignx.learn import benchmarks
 from alignx.store import Store
 from alignx.ui import common as ui_common
 
-from appserver import app_server
 
 BAD = Path(__file__).parent / "fixtures" / "bad"
 PERSONA_EXAMPLE = Path(__file__).parent / "fixtures" / "persona_example.json"
@@ -165,18 +164,6 @@ ENDPOINT_CASES = [
     ("my-data-blank", "/export_my_data", ("",), "Give the annotator a name"),
     ("delete-unconfirmed", "/delete_my_data", ("keeper", False), "Tick the confirmation box"),
 ]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    return app_server(tmp_path_factory.getbasetemp() / "app")
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    from gradio_client import Client
-
-    return Client(server.url, verbose=False)
 
 
 @pytest.fixture(scope="module")

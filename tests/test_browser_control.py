@@ -9,13 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appserver import app_server
 from test_browser import ARGS, ARTIFACTS, CHROMIUM, textarea, wait_until
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    return app_server(tmp_path_factory.getbasetemp() / "app")
 
 
 def test_control_endpoint(server):

@@ -12,7 +12,6 @@ import json
 
 import pytest
 
-from appserver import app_server
 from test_browser import ARGS, ARTIFACTS, CHROMIUM, textarea
 from test_browser import wait_until as _wait_until
 
@@ -49,11 +48,6 @@ STAR_HOVER = """() => {
   const i = gd._fullData.findIndex(t => t.name === 'current persona');
   window.Plotly.Fx.hover(gd, [{curveNumber: i, pointNumber: 0}]);
 }"""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    return app_server(tmp_path_factory.getbasetemp() / "app")
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,12 @@ import pytest
 
 from alignx.store import Store
 
-from appserver import ROOT, app_server
+from appserver import ROOT
 
 sys.path.insert(0, str(ROOT))
 from benchmarks.bench_stress import QUEUE_PROMPTS, leaks, stress, store_leaks, summarize  # noqa: E402
 
 SESSIONS = 4
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    return app_server(tmp_path_factory.getbasetemp() / "app")
 
 
 def test_concurrent_sessions_complete_and_stay_isolated(server):

@@ -16,7 +16,6 @@ import pytest
 from alignx import privacy
 from alignx.store import Store, data_dir
 
-from appserver import app_server
 from test_bad_input import run_main
 
 PERSONA = Path(__file__).parent / "fixtures" / "persona_example.json"
@@ -102,18 +101,6 @@ def test_cli_export_and_delete(tmp_path):
     assert code == 0, err
     assert stdout.startswith("Deleted everything stored under 'bob': 1 identity, 2 choices")
     assert Store.open(db).list_annotators() == ["ada"]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    return app_server(tmp_path_factory.getbasetemp() / "app")
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    from gradio_client import Client
-
-    return Client(server.url, verbose=False)
 
 
 def test_app_export_then_delete_my_data(client):
