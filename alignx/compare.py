@@ -313,8 +313,14 @@ def stream_compare(backbone, request: CompareRequest) -> Iterator[CompareStep]:
                                                    profile=request.profile, methods=METHODS)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
+    yield from _stream_steps(backbone, prompts, adapters, request, METHODS, t0)
+
+
+def _stream_steps(backbone, prompts, adapters, request: CompareRequest, methods, t0: float) -> Iterator[CompareStep]:
+    """One batched `Backbone.stream` of ``prompts`` as `CompareStep`s (times from ``t0``); the last
+    has ``done=True``. A prompt that does not fit is an `InputError` naming its method."""
     g = request.generation
-    texts, first = ["", "", ""], None
+    texts, first = [""] * len(prompts), None
     try:
         for texts in backbone.stream(prompts, adapters, max_new_tokens=g.max_new_tokens,
                                      temperature=g.temperature, top_p=g.top_p, seed=request.seed):
@@ -322,7 +328,7 @@ def stream_compare(backbone, request: CompareRequest) -> Iterator[CompareStep]:
             first = now if first is None else first
             yield CompareStep(list(texts), prompts, adapters, first, now)
     except ValueError as exc:  # PromptTooLongError and friends
-        raise InputError(too_long_text(exc, METHODS, g.max_new_tokens) or str(exc)) from exc
+        raise InputError(too_long_text(exc, methods, g.max_new_tokens) or str(exc)) from exc
     yield CompareStep(list(texts), prompts, adapters, first, time.perf_counter() - t0, done=True)
 
 
@@ -403,14 +409,4 @@ def stream_user_compare(backbone, request: CompareRequest, adapter: str = USER_A
     """
     t0 = time.perf_counter()
     prompt = backbone.build_prompt("pba", request.prompt, profile=request.profile)
-    prompts, adapters = [prompt, prompt], [None, adapter]
-    g, texts, first = request.generation, ["", ""], None
-    try:
-        for texts in backbone.stream(prompts, adapters, max_new_tokens=g.max_new_tokens,
-                                     temperature=g.temperature, top_p=g.top_p, seed=request.seed):
-            now = time.perf_counter() - t0
-            first = now if first is None else first
-            yield CompareStep(list(texts), prompts, adapters, first, now)
-    except ValueError as exc:
-        raise InputError(too_long_text(exc, ("pba", "pba"), g.max_new_tokens) or str(exc)) from exc
-    yield CompareStep(list(texts), prompts, adapters, first, time.perf_counter() - t0, done=True)
+    yield from _stream_steps(backbone, [prompt, prompt], [None, adapter], request, ("pba", "pba"), t0)

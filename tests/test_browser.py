@@ -7,6 +7,7 @@ message. Screenshots go to tests/artifacts/ (gitignored); the README's screensho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -24,18 +25,26 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="Debian chromium is not installed at /usr/bin/chromium (make setup-dev installs it)")
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
+@contextlib.contextmanager
+def browser_page(url: str, height: int = 1000):
+    """A page of headless Debian chromium (Playwright) opened on ``url``; the browser closes on exit."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    server = app_server(tmp_path_factory.getbasetemp() / "app")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(60_000)
-        page.goto(server.url)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": height}, accept_downloads=True)
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    with browser_page(app_server(tmp_path_factory.getbasetemp() / "app").url) as page:
         page.get_by_role("tab", name="Persona").wait_for()
         yield page
-        browser.close()
 
 
 def textarea(page, elem_id: str):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, textarea, wait_until
+from test_browser import ARTIFACTS, CHROMIUM, browser_page, textarea, wait_until
 
 
 def test_control_endpoint(server):
@@ -39,13 +39,8 @@ def test_control_endpoint(server):
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium "
                                                   "(make setup-dev installs it)")
 def test_small_sweep_in_the_browser_and_download_the_report(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(60_000)
-        page.goto(server.url)
+    with browser_page(server.url) as page:
         page.get_by_role("tab", name="Controllability").click()
 
         # A small sweep: the default dimension (humor), values 0 and 1, 8 new tokens, the persona's own pairs.
@@ -73,4 +68,3 @@ def test_small_sweep_in_the_browser_and_download_the_report(server):
         assert "alignx · Preference sweep" in html and "Plotly.newPlot" in html
         assert "alignx control sweep --from-report" in html and "git commit" in html
         assert "SmolLM2-135M-Instruct" in html
-        browser.close()

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, textarea
+from test_browser import ARTIFACTS, CHROMIUM, browser_page, textarea
 from test_browser import wait_until as _wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -52,17 +52,11 @@ STAR_HOVER = """() => {
 
 @pytest.fixture(scope="module")
 def page(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.set_default_timeout(60_000)
-        page.goto(server.url)
+    with browser_page(server.url, height=1100) as page:
         open_tab(page, "Map")
         wait_until(lambda: page.evaluate(TRACE, "current persona") is not None, timeout=MAP_READY_S,
                    what="the map to be drawn")
         yield page
-        browser.close()
 
 
 def open_tab(page, name: str, timeout: float = 180) -> None:

@@ -16,26 +16,11 @@ import pytest
 
 from alignx import privacy
 
-from appserver import app_server
-from test_browser import ARGS, CHROMIUM, textarea, wait_until
+from test_browser import CHROMIUM, page, textarea, wait_until  # noqa: F401 (the page fixture)
 
 XSS_PERSONA = Path(__file__).parent / "fixtures" / "bad" / "xss_persona.json"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    server = app_server(tmp_path_factory.getbasetemp() / "app")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(server.url)
-        page.get_by_role("tab", name="Persona").wait_for()
-        yield page
-        browser.close()
 
 
 def test_persona_markup_is_shown_as_text_and_never_runs(page):

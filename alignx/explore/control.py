@@ -224,11 +224,7 @@ def parse_pairs(spec) -> list[Record]:
     """
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         return []
-    if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise ControlError(f"Pairs are not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    spec = _json_spec(spec, "Pairs are")
     if not isinstance(spec, list):
         raise ControlError("Pairs: expected a JSON list of {\"prompt\", \"chosen\", \"rejected\"} objects")
     out = []
@@ -245,6 +241,16 @@ def parse_pairs(spec) -> list[Record]:
     return out
 
 
+def _json_spec(spec, what: str):
+    """``spec`` parsed from JSON text (anything else as is); ``what`` starts the error message."""
+    if not isinstance(spec, str):
+        return spec
+    try:
+        return json.loads(spec)
+    except json.JSONDecodeError as exc:
+        raise ControlError(f"{what} not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+
+
 def parse_probes(spec) -> dict[int, tuple[str, str]]:
     """Pole-specific probe responses: ``{dimension: {"positive": text, "negative": text}}`` (JSON
     text or a dict; a dimension may be an index or a label). Blank = none.
@@ -254,11 +260,7 @@ def parse_probes(spec) -> dict[int, tuple[str, str]]:
     """
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         return {}
-    if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise ControlError(f"Probes are not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    spec = _json_spec(spec, "Probes are")
     if not isinstance(spec, Mapping):
         raise ControlError('Probes: expected {"<dimension>": {"positive": "...", "negative": "..."}}')
     out = {}
@@ -861,7 +863,8 @@ def _backbone(args):
 
 def _finish(args, result: dict, name: str) -> None:
     result["config"]["threads"] = args.threads
-    result["config"]["argv"] = ["alignx", "control", name, *getattr(args, "argv", sys.argv[3:])]
+    argv = getattr(args, "argv", None)  # set by `alignx.cli.main`: the command after "alignx"
+    result["config"]["argv"] = ["alignx", *argv] if argv else ["alignx", "control", name, *sys.argv[3:]]
     if args.out:
         write_json(result, args.out)
     if args.report:
@@ -1008,18 +1011,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m alignx.explore.control sweep|swap ...``: the same as ``alignx control ...``."""
-    from alignx.cli import EXIT_USAGE, CLIError
+    from alignx.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="alignx")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(["control", *argv])
-    args.argv = argv[1:]
-    try:
-        return args.func(args)
-    except CLIError as exc:
-        print(f"alignx control: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return cli_main(["control", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -444,8 +444,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: the embedding model is missing
         raise CLIError(str(exc)) from exc
     result["config"]["threads"] = args.threads
-    argv = getattr(args, "argv", None)
-    result["config"]["argv"] = list(sys.argv if argv is None else ["alignx", "eval", *argv])
+    argv = getattr(args, "argv", None)  # set by `alignx.cli.main`: the command after "alignx"
+    result["config"]["argv"] = ["alignx", *argv] if argv else list(sys.argv)
     if args.out:
         write_json(result, args.out)
     else:
@@ -460,17 +460,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m alignx.learn.evaluate ...``: the same as ``alignx eval ...``."""
-    from alignx.cli import EXIT_USAGE, CLIError
+    from alignx.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="alignx eval", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    args.argv = argv
-    try:
-        return cmd_eval(args)
-    except CLIError as exc:
-        print(f"alignx eval: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return cli_main(["eval", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
