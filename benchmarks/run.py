@@ -49,7 +49,7 @@ SUITE = (
     Bench("P3", "scoring: batched prefix-shared vs one sequence per forward", "benchmarks.bench_scoring",
           ("--pairs", "64", "--rounds", "4"), ("--pairs", "16", "--rounds", "2")),
     Bench("P4", "DPO training pairs/s vs TRL defaults", "benchmarks.bench_train",
-          ("--pairs", "32", "--batch", "8"), ("--pairs", "8", "--batch", "4")),
+          ("--pairs", "16", "--batch", "8", "--epochs", "2"), ("--pairs", "8", "--batch", "4")),
     Bench("P5", "app peak RSS: nf4 + two adapters vs fp32", "benchmarks.bench_memory",
           ("--new-tokens", "64"), ("--new-tokens", "16")),
     Bench("P6", "map: placing a persona vs refitting UMAP", "benchmarks.bench_map"),
@@ -91,7 +91,7 @@ def run_one(bench: Bench, quick: bool, timeout: float) -> dict:
         result = json.loads(out.read_text())
     result.update(id=bench.id, title=bench.title, command=" ".join(["python", "-m", *cmd[2:-2]]),
                   seconds=round(seconds, 1), run_at=f"{datetime.datetime.now():%Y-%m-%d %H:%M}",
-                  load_after=round(os.getloadavg()[0], 1))
+                  load_after=round(os.getloadavg()[0], 1), measured_on=machine())
     return result
 
 
@@ -110,12 +110,23 @@ def table(results: list[dict]) -> str:
 def merge_results(results: list[dict]) -> list[dict]:
     """The latest result of every benchmark: these new ones over those in `RESULTS` (so a run with
     ``--only`` updates its rows and keeps the others, each with its own ``run_at``)."""
-    old = json.loads(RESULTS.read_text())["results"] if RESULTS.is_file() else []
+    saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    old = [{"measured_on": saved.get("machine", "?"), **r} for r in saved.get("results", [])]  # rows from before per-row machines
     latest = {r["id"]: r for r in old} | {r["id"]: r for r in results}
     order = [b.id for b in SUITE]
     merged = sorted((r for r in latest.values() if r["id"] in order), key=lambda r: order.index(r["id"]))
     RESULTS.write_text(json.dumps({"machine": machine(), "results": merged}, indent=1) + "\n")
     return merged
+
+
+def machines_line(results: list[dict]) -> str:
+    """``Machine: X.``, or, when the rows were measured on different machines, each with its rows."""
+    by: dict[str, list[str]] = {}
+    for r in results:
+        by.setdefault(r.get("measured_on") or machine(), []).append(r["id"])
+    if len(by) == 1:
+        return f"Machine: {next(iter(by))}."
+    return "Machines: " + "; ".join(f"{m} ({', '.join(ids)})" for m, ids in by.items()) + "."
 
 
 def update_readme(text: str) -> None:
@@ -159,7 +170,7 @@ def main(argv=None) -> int:
             raise SystemExit("--update-readme records the real settings only; drop --quick")
         merged = merge_results(results)
         runs = sorted({r["run_at"] for r in merged if "run_at" in r}) or ["?"]
-        update_readme(f"Machine: {machine()}. Command: `python -m benchmarks.run` (rows measured "
+        update_readme(f"{machines_line(merged)} Command: `python -m benchmarks.run` (rows measured "
                       f"{runs[0]} to {runs[-1]}; each row's command, time and load are in `benchmarks/results.json`)."
                       + "\n\n" + table(merged))
     return 0 if all("error" not in r for r in results) else 1

@@ -36,3 +36,13 @@ def test_unknown_ids_are_refused(capsys):
     with pytest.raises(SystemExit):
         run.main(["--only", "P42"])
     assert "unknown benchmark id(s) P42; valid: P1" in capsys.readouterr().err
+
+
+def test_rows_keep_the_machine_they_were_measured_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "RESULTS", tmp_path / "results.json")
+    (tmp_path / "results.json").write_text(json.dumps({"machine": "Xeon, 2 cores", "results": [
+        row("P1", 3.0, True, "2026-01-01 10:00"), row("P4", 2.0, True, "2026-01-01 10:00")]}))
+    merged = run.merge_results([{**row("P4", 5.0, True, "2026-01-02 09:00"), "measured_on": "EPYC, 2 cores"}])
+    assert [(r["id"], r["measured_on"]) for r in merged] == [("P1", "Xeon, 2 cores"), ("P4", "EPYC, 2 cores")]
+    assert run.machines_line(merged) == "Machines: Xeon, 2 cores (P1); EPYC, 2 cores (P4)."
+    assert run.machines_line(merged[:1]) == "Machine: Xeon, 2 cores."

@@ -194,3 +194,31 @@ def test_shipped_psoups_split():
         train, held = split.load_split("psoups_friendly_unfriendly", recs)
         assert len(train) + len(held) == 600 and len(held) >= 120
         assert not {split.record_hash(r) for r in train} & {split.record_hash(r) for r in held}
+
+
+def test_validation_slice_keeps_duplicates_together_and_is_balanced():
+    recs = _fake_psoups() + [Record(prompt="p1", chosen="A1", rejected="r", ground_truth_persona="A")] * 4
+    train = list(range(len(recs)))
+    for seed in range(6):
+        val = split.validation_indices(recs, train, per_persona=3, seed=seed)
+        assert val == split.validation_indices(recs, train, per_persona=3, seed=seed)
+        val_hashes = {split.record_hash(recs[i]) for i in val}
+        rest = [i for i in train if i not in set(val)]
+        assert not val_hashes & {split.record_hash(recs[i]) for i in rest}
+        counts = Counter(recs[i].ground_truth_persona for i in val)
+        assert counts["B"] == 3 and 3 <= counts["A"] <= 7  # a drawn group brings all its copies
+
+
+def test_augmentation_fractions():
+    recs = load_records(FIXTURES / "psoups_tiny.json")
+    full = data.build_training_rows(recs, "pba", seed=0, style="official-train", augment="swap")
+    half = data.build_training_rows(recs, "pba", seed=0, style="official-train", augment=["swap:0.5"])
+    kinds = Counter(r["kind"] for r in half)
+    assert kinds["original"] == Counter(r["kind"] for r in full)["original"]
+    assert kinds["swap"] == round(0.5 * Counter(r["kind"] for r in full)["swap"]) > 0
+    assert {r["prompt"] for r in half if r["kind"] == "swap"} <= {r["prompt"] for r in full if r["kind"] == "swap"}
+    assert data.parse_augment("swap:0.25, contrast") == [("swap", 0.25), ("contrast", 1.0)]
+    for bad, msg in [("swap:0", r"in \(0, 1\]"), ("swap:1.5", r"in \(0, 1\]"), ("swap:x", "must be a number"),
+                     ("swapp", "unknown augmentation 'swapp'; valid: swap, contrast")]:
+        with pytest.raises(ValueError, match=msg):
+            data.parse_augment(bad)

@@ -74,3 +74,75 @@ def test_bad_groups_are_refused(backbone_fp32):
     with pytest.raises(ValueError, match="non-empty response"):
         prefix_shared_logps(backbone_fp32.model, [Group([1, 2], [[]])], pad_id=0)
     assert prefix_shared_logps(backbone_fp32.model, [], pad_id=0).numel() == 0
+
+
+# ----------------------------------------------------------------------------- frozen lower layers
+
+
+@pytest.fixture(scope="module")
+def top_lora(embedded_dir):
+    """The embedded model in fp32 with a random (non-zero) LoRA adapter on its top 4 layers only."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(str(embedded_dir), dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                        layers_to_transform=[26, 27, 28, 29], init_lora_weights=False)
+    return get_peft_model(model, config), AutoTokenizer.from_pretrained(str(embedded_dir))
+
+
+def _token_groups(tok):
+    ids = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    return [Group(ids(q), [ids(a) + [tok.eos_token_id] for a in answers]) for q, answers in
+            zip(["Tell me about dogs, please, in some detail.", "What is 2+2?"], [ANSWERS[1], ["4", "Four"]])]
+
+
+def test_frozen_logps_equal_the_full_forward_with_the_same_gradients(top_lora):
+    from alignx.logprobs import decoder_of, frozen_logps
+
+    model, tok = top_lora
+    groups = _token_groups(tok)
+    with torch.no_grad(), model.disable_adapter():
+        ref, frozen = prefix_shared_logps(model, groups, pad_id=0, capture_layer=26)
+        base_frozen = frozen_logps(model, groups, frozen, pad_id=0, start=26)
+    assert [f.prompt.shape[0] for f in frozen] == [len(g.prompt) for g in groups]
+    assert [h.shape[0] for f in frozen for h in f.responses] == [len(r) - 1 for g in groups for r in g.responses]
+    np.testing.assert_allclose(base_frozen.numpy(), ref.numpy(), atol=1e-3)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    full = prefix_shared_logps(model, groups, pad_id=0)
+    cached = frozen_logps(model, groups, frozen, pad_id=0, start=26)
+    assert (full - ref).abs().max() > 0.05  # the adapter does change the scores ...
+    np.testing.assert_allclose(cached.detach().numpy(), full.detach().numpy(), atol=1e-3)  # ... and both agree
+    g_full = torch.autograd.grad(full.sum(), params)
+    g_cached = torch.autograd.grad(cached.sum(), params)
+    for a, b in zip(g_full, g_cached):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-3)
+
+    no_prompt_grad = frozen_logps(model, groups, frozen, pad_id=0, start=26, prompt_grad=False)
+    np.testing.assert_allclose(no_prompt_grad.detach().numpy(), full.detach().numpy(), atol=1e-3)
+    g_resp = torch.autograd.grad(no_prompt_grad.sum(), params)
+    assert all(torch.isfinite(g).all() for g in g_resp) and any(g.abs().sum() > 0 for g in g_resp)
+    assert any(not torch.allclose(a, b) for a, b in zip(g_full, g_resp))  # the prompt's part is left out
+
+    layers = decoder_of(model).layers
+    assert len(layers) == 30 and [layer.self_attn.layer_idx for layer in layers] == list(range(30))
+
+
+def test_frozen_logps_refuse_mismatched_states(top_lora):
+    from alignx.logprobs import frozen_logps, top_layers
+
+    model, tok = top_lora
+    groups = _token_groups(tok)
+    with torch.no_grad(), model.disable_adapter():
+        _, frozen = prefix_shared_logps(model, groups, pad_id=0, capture_layer=26)
+    with pytest.raises(ValueError, match="2 groups but 1 frozen"):
+        frozen_logps(model, groups, frozen[:1], pad_id=0, start=26)
+    with pytest.raises(ValueError, match="do not match the token ids"):
+        frozen_logps(model, groups[::-1], frozen, pad_id=0, start=26)
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        frozen_logps(model, [Group([5], [[6, 7]])], frozen[:1], pad_id=0, start=26)
+    with pytest.raises(ValueError, match="outside 0..29"):
+        with top_layers(model, 30):
+            pass

@@ -22,10 +22,23 @@ def _argv(tmp_path, *extra):
 def test_parser_reads_recipe_aliases_and_ignores_launcher_flags(tmp_path, monkeypatch):
     monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
     a, d, _ = train.parse_args(_argv(tmp_path, "--epochs", "2", "--lr=3e-4", "--lora-r", "4", "--local_rank", "0"))
-    assert (a.method, a.lora_r, a.lora_top_layers, a.augment) == ("ica", 4, 12, "swap,contrast")
+    assert (a.method, a.lora_r, a.lora_top_layers, a.augment) == ("ica", 4, 12, "swap:0.5,contrast")
+    assert (a.cache_lower_layers, a.prompt_grad, a.save_dtype) == (True, False, "float16")
     assert (d.num_train_epochs, d.learning_rate, d.beta) == (2, 3e-4, 0.1)
     assert d.precompute_ref_log_probs and not d.gradient_checkpointing
     assert d.output_dir == str(tmp_path / "adapter")
+
+
+def test_fp32_turns_off_the_recipes_bf16_autocast(tmp_path, monkeypatch):
+    """The CPU recipe asks for bf16 autocast; on a CPU without native bf16 the fp32 path must also
+    clear ``mixed_precision``, which the Accelerator reads (emulated bf16 matmuls are ~7x slower)."""
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    _, d, _ = train.parse_args(_argv(tmp_path))
+    assert d.bf16 and d.mixed_precision == "bf16"
+    train.set_autocast(d, bf16=False)
+    assert not d.bf16 and d.mixed_precision == "no"
+    train.set_autocast(d, bf16=True)
+    assert d.bf16 and d.mixed_precision == "bf16"
 
 
 def test_paper_recipe_has_the_paper_hyperparameters(monkeypatch):
@@ -52,7 +65,8 @@ def test_dpo_smoke_run_logs_a_loss_and_changes_lora_weights(tmp_path, monkeypatc
                                       "--logging_steps", "1", "--lora_top_layers", "2", "--lr", "1e-2",
                                       "--max_length", "256", "--disable_tqdm", "true"))
     trainer, info = train.build_trainer(a, d)
-    assert info["prompt_style"] == "chat" and info["n_train_rows"] == 4 + 4 + 4  # original + swap + contrast
+    assert info["prompt_style"] == "chat" and info["n_train_rows"] == 4 + 2 + 4  # original + half the swaps + contrast
+    assert info["frozen_layers"] == 28  # the layers below the adapter ran once, in the reference pass
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert before and all("lora" in n for n in before)
     assert all(".layers.28." in n or ".layers.29." in n for n in before)  # top 2 of 30 layers
@@ -64,8 +78,26 @@ def test_dpo_smoke_run_logs_a_loss_and_changes_lora_weights(tmp_path, monkeypatc
     assert all(not torch.equal(before[n], after[n].detach()) for n in before if "lora_B" in n)
 
 
+def test_validation_rows_are_scored_each_epoch_on_their_own_triples(tmp_path, monkeypatch):
+    """``--validation_per_persona`` holds back whole triples of the train side; with
+    ``--eval_strategy epoch`` the trainer scores them (through the lower-layer cache too)."""
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    a, d, _ = train.parse_args(_argv(tmp_path, "--per_device_train_batch_size", "4", "--num_train_epochs", "1",
+                                      "--lora_top_layers", "2", "--max_length", "256", "--disable_tqdm", "true",
+                                      "--validation_per_persona", "1", "--eval_strategy", "epoch",
+                                      "--augment", "swap:0.5", "--prompt_grad", "false"))
+    trainer, info = train.build_trainer(a, d)
+    assert info["n_validation_records"] == 2 and info["n_train_records"] == 2
+    assert info["n_validation_rows"] == 2 + 2 and info["n_train_rows"] == 2 + 1  # swaps: all vs half
+    train_text = {(r["prompt"], r["chosen"]) for r in trainer.train_dataset}
+    assert not train_text & {(r["prompt"], r["chosen"]) for r in trainer.eval_dataset}
+    trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_rewards/accuracies" in h]
+    assert len(evals) == 1 and 0 <= evals[0]["eval_rewards/accuracies"] <= 1
+
+
 def test_main_writes_safetensors_adapter_and_log(tmp_path, monkeypatch):
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
     log = train.main(_argv(tmp_path, "--method", "pba", "--per_device_train_batch_size", "4", "--max_steps", "1",
                            "--lora_top_layers", "1", "--max_length", "256", "--disable_tqdm", "true"))
@@ -73,6 +105,10 @@ def test_main_writes_safetensors_adapter_and_log(tmp_path, monkeypatch):
     from alignx.backbone import check_adapter_dir
 
     check_adapter_dir(out)
+    from safetensors import safe_open
+
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:  # the recipe's save_dtype
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     saved = json.loads((out / "train_log.json").read_text())
     assert saved["seed"] == 42 and saved["method"] == "pba" and len(saved["data_sha256"]) == 64
     assert saved["final_train_loss"] == log["final_train_loss"] and saved["wall_seconds"] > 0
@@ -116,3 +152,21 @@ def test_prefix_sharing_collator_truncates_as_configured():
     batch = keep_start([{"prompt_ids": [1, 2, 3, 4, 5], "chosen_ids": [6, 7], "rejected_ids": [8, 9, 10]}])
     assert batch["prompt_ids"] == [[1, 2, 3, 4, 5]] and batch["chosen_ids"] == [[6]] and batch["rejected_ids"] == [[8]]
     assert "ref_chosen_logps" not in batch
+
+
+def test_cast_adapter_halves_the_file_and_keeps_the_values(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file, save_file
+
+    w = {"base_model.model.layers.29.mlp.down_proj.lora_A.weight": torch.randn(16, 1536) * 0.02,
+         "base_model.model.layers.29.mlp.down_proj.lora_B.weight": torch.randn(576, 16) * 1e-3}
+    save_file(w, str(tmp_path / "adapter_model.safetensors"))
+    size = (tmp_path / "adapter_model.safetensors").stat().st_size
+    train.cast_adapter(tmp_path, "float16")
+    back = load_file(str(tmp_path / "adapter_model.safetensors"))
+    assert (tmp_path / "adapter_model.safetensors").stat().st_size < 0.55 * size
+    for k, v in w.items():
+        assert back[k].dtype == torch.float16
+        torch.testing.assert_close(back[k].float(), v, rtol=1e-3, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown dtype 'int8'"):
+        train.cast_adapter(tmp_path, "int8")

@@ -241,16 +241,42 @@ def contrast_rows(records: Sequence[Record], method: str, *, seed: int = 42, sty
 AUGMENTATIONS = {"swap": persona_swap_rows, "contrast": contrast_rows}
 
 
-def build_training_rows(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
-                        tokenizer: Any = None, indices: Sequence[int] | None = None,
-                        augment: Sequence[str] = (), shuffle: bool = True, **draw_kwargs) -> list[dict]:
-    """`format_records` plus the named augmentations (``"swap"``, ``"contrast"``), shuffled with the seed."""
-    kw = dict(seed=seed, style=style, tokenizer=tokenizer, indices=indices, **draw_kwargs)
-    rows = format_records(records, method, **kw)
-    for name in augment:
+def parse_augment(spec: str | Sequence[str]) -> list[tuple[str, float]]:
+    """``"swap:0.5,contrast"`` -> ``[("swap", 0.5), ("contrast", 1.0)]``.
+
+    A fraction keeps that share of the augmentation's rows (a seeded sample): ``swap:0.5`` gives half
+    as many swap rows as original ones, so the rows still teach the persona's style as a main
+    effect while the swaps teach reading the persona.
+    """
+    items = [a.strip() for a in spec.split(",")] if isinstance(spec, str) else [str(a).strip() for a in spec]
+    out = []
+    for item in filter(None, items):
+        name, _, frac = item.partition(":")
+        name = name.strip()
         if name not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
-        rows += AUGMENTATIONS[name](records, method, **kw)
+        try:
+            fraction = float(frac) if frac.strip() else 1.0
+        except ValueError:
+            raise ValueError(f"augmentation {item!r}: the fraction after ':' must be a number in (0, 1]") from None
+        if not 0 < fraction <= 1:
+            raise ValueError(f"augmentation {item!r}: the fraction after ':' must be in (0, 1]")
+        out.append((name, fraction))
+    return out
+
+
+def build_training_rows(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
+                        tokenizer: Any = None, indices: Sequence[int] | None = None,
+                        augment: str | Sequence[str] = (), shuffle: bool = True, **draw_kwargs) -> list[dict]:
+    """`format_records` plus the named augmentations (``"swap"``, ``"contrast"``, each with an optional
+    ``:fraction``, see `parse_augment`), shuffled with the seed."""
+    kw = dict(seed=seed, style=style, tokenizer=tokenizer, indices=indices, **draw_kwargs)
+    rows = format_records(records, method, **kw)
+    for name, fraction in parse_augment(augment):
+        extra = AUGMENTATIONS[name](records, method, **kw)
+        if fraction < 1:
+            extra = random.Random(f"{seed}:{name}").sample(extra, round(fraction * len(extra)))
+        rows += extra
     if shuffle:
         random.Random(seed + 3).shuffle(rows)
     return rows

@@ -63,19 +63,10 @@ def make_split(records: Sequence[Record], *, per_persona: int = 60, seed: int = 
         if r.ground_truth_persona is None:
             raise ValueError(f"record {i} has no ground_truth_persona; cannot balance the split")
         groups[r.ground_truth_persona].setdefault(record_hash(r), []).append(i)
-    rng = random.Random(seed)
-    chosen: list[int] = []
     for persona in sorted(groups):
-        hashes = sorted(groups[persona])
         if sum(len(v) for v in groups[persona].values()) <= per_persona:
             raise ValueError(f"persona {persona!r} has too few records for {per_persona} held out")
-        rng.shuffle(hashes)
-        taken = 0
-        for h in hashes:
-            if taken >= per_persona:
-                break
-            chosen += groups[persona][h]
-            taken += len(groups[persona][h])
+    chosen = _take_groups(groups, per_persona, random.Random(seed))
     held_hashes = {record_hash(records[i]) for i in chosen}  # copies filed under another persona too
     chosen = sorted(set(chosen) | {i for i, r in enumerate(records) if record_hash(r) in held_hashes})
     heldout = [{"index": i, "hash": record_hash(records[i]), "persona": records[i].ground_truth_persona}
@@ -136,15 +127,34 @@ def heldout_records(name: str, records: Sequence[Record]) -> list[Record]:
 
 def validation_indices(records: Sequence[Record], train: Sequence[int], *, per_persona: int,
                        seed: int = 0) -> list[int]:
-    """A persona-balanced validation slice of the TRAIN side (for early stopping, never held-out)."""
-    groups: dict[str | None, list[int]] = defaultdict(list)
+    """A persona-balanced validation slice of the TRAIN side (for early stopping, never held-out).
+
+    Like `make_split`, exact duplicates (same `record_hash`) stay on one side: a drawn record brings
+    all its train-side copies, so no validation triple is also trained on.
+    """
+    groups: dict[str | None, dict[str, list[int]]] = defaultdict(dict)
+    owner: dict[str, str | None] = {}  # a triple's group is filed under the persona of its first copy
     for i in train:
-        groups[records[i].ground_truth_persona].append(i)
-    rng = random.Random(seed)
+        h = record_hash(records[i])
+        owner.setdefault(h, records[i].ground_truth_persona)
+        groups[owner[h]].setdefault(h, []).append(i)
+    return sorted(_take_groups(groups, per_persona, random.Random(seed)))
+
+
+def _take_groups(groups: dict, per_persona: int, rng: random.Random) -> list[int]:
+    """Per persona (sorted), whole duplicate groups (``{hash: [indices]}``) in a seeded order until
+    at least ``per_persona`` records are taken."""
     out: list[int] = []
     for key in sorted(groups, key=str):
-        out += rng.sample(groups[key], min(per_persona, len(groups[key])))
-    return sorted(out)
+        hashes = sorted(groups[key])
+        rng.shuffle(hashes)
+        taken = 0
+        for h in hashes:
+            if taken >= per_persona:
+                break
+            out += groups[key][h]
+            taken += len(groups[key][h])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
