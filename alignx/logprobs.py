@@ -50,6 +50,22 @@ class Group:
     adapter: str | None = None
 
 
+def _pad(rows: Sequence[torch.Tensor], fill, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack rows of different lengths (dim 0) into one batch, and its 0/1 mask.
+
+    Left padding makes every row end at the last column (prompts, so their last positions line up);
+    right padding puts the pads after the real tokens (responses).
+    """
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width, *rows[0].shape[1:]), fill, dtype=rows[0].dtype)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        out[k, span] = r
+        mask[k, span] = 1
+    return out, mask
+
+
 def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: bool = False,
                         capture_layer: int | None = None):
     """Summed log p(response | prompt) for every response of every group, in order.
@@ -76,12 +92,8 @@ def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: b
     device = model.device
     n_groups = len(groups)
     p_lens = torch.tensor([len(g.prompt) for g in groups])
-    width_p = int(p_lens.max())
-    prompt_ids = torch.full((n_groups, width_p), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((n_groups, width_p), dtype=torch.long)
-    for k, g in enumerate(groups):  # left padding: every prompt ends at the same column
-        prompt_ids[k, width_p - len(g.prompt):] = torch.tensor(g.prompt)
-        prompt_mask[k, width_p - len(g.prompt):] = 1
+    prompt_ids, prompt_mask = _pad([torch.tensor(g.prompt) for g in groups], pad_id, left=True)
+    width_p = prompt_ids.shape[1]
     prompt_pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     extra = {"adapter_names": [g.adapter or "__base__" for g in groups]} if route else {}
     capture = {"output_hidden_states": True} if capture_layer is not None else {}
@@ -98,12 +110,8 @@ def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: b
     cache.batch_select_indices(owner.to(device))
     responses = [r for g in groups for r in g.responses]
     n_rows = len(responses)
-    r_lens = torch.tensor([len(r) for r in responses])
-    width_r = int(r_lens.max())
-    resp_ids = torch.full((n_rows, width_r), pad_id, dtype=torch.long)
-    for j, r in enumerate(responses):  # right padding: pads come after the real tokens
-        resp_ids[j, :len(r)] = torch.tensor(r)
-    resp_mask = (torch.arange(width_r)[None, :] < r_lens[:, None]).long()
+    resp_ids, resp_mask = _pad([torch.tensor(r) for r in responses], pad_id, left=False)
+    width_r = resp_ids.shape[1]
     mask = torch.cat([prompt_mask[owner], resp_mask], dim=1)
     pos = p_lens[owner][:, None] + torch.arange(width_r)[None, :]
     total = first[owner.to(device), resp_ids[:, 0].to(device)]
@@ -208,27 +216,17 @@ def frozen_logps(model, groups: Sequence[Group], frozen: Sequence[Frozen], *, pa
     device = model.device
     dtype = next(p for p in model.parameters()).dtype
     dtype = torch.float32 if dtype not in (torch.float32, torch.bfloat16, torch.float16) else dtype
-    n_groups, hidden = len(groups), frozen[0].prompt.shape[-1]
+    n_groups = len(groups)
     h_lens = torch.tensor([len(g.prompt) - 1 for g in groups])
-    width_h = int(h_lens.max())
-    head = torch.zeros((n_groups, width_h, hidden))
-    head_mask = torch.zeros((n_groups, width_h), dtype=torch.long)
-    for k, f in enumerate(frozen):  # left padding, as in prefix_shared_logps
-        head[k, width_h - int(h_lens[k]):] = f.prompt[:-1]
-        head_mask[k, width_h - int(h_lens[k]):] = 1
+    head, head_mask = _pad([f.prompt[:-1].float() for f in frozen], 0.0, left=True)
     head_pos = (head_mask.cumsum(-1) - 1).clamp(min=0)
     counts = torch.tensor([len(g.responses) for g in groups])
     owner = torch.repeat_interleave(torch.arange(n_groups), counts)
     responses = [r for g in groups for r in g.responses]
     tails = [torch.cat([frozen[int(k)].prompt[-1:], h]) for k, h in zip(owner, (h for f in frozen for h in f.responses))]
-    r_lens = torch.tensor([len(r) for r in responses])
-    width_r = int(r_lens.max())
-    tail = torch.zeros((len(responses), width_r, hidden))
-    targets = torch.full((len(responses), width_r), pad_id, dtype=torch.long)
-    for j, (t, r) in enumerate(zip(tails, responses)):
-        tail[j, :len(r)] = t
-        targets[j, :len(r)] = torch.tensor(r)
-    tail_mask = (torch.arange(width_r)[None, :] < r_lens[:, None]).long()
+    tail, tail_mask = _pad([t.float() for t in tails], 0.0, left=False)
+    targets, _ = _pad([torch.tensor(r) for r in responses], pad_id, left=False)
+    width_r = tail.shape[1]
     mask = torch.cat([head_mask[owner], tail_mask], dim=1)
     pos = h_lens[owner][:, None] + torch.arange(width_r)[None, :]
     with top_layers(model, start):

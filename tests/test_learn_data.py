@@ -222,3 +222,29 @@ def test_augmentation_fractions():
                      ("swapp", "unknown augmentation 'swapp'; valid: swap, contrast")]:
         with pytest.raises(ValueError, match=msg):
             data.parse_augment(bad)
+
+
+def test_ica_prompt_reference_rows_carry_the_evaluations_reference_prompt():
+    """``reference="ica-prompt"``: every row keeps the ICA prompt with the WHOLE persona of the row's
+    user (what `alignx.learn.evaluate` gives the reference): the donor's for a swap row."""
+    from alignx.prompts import build_prompt
+
+    recs = load_records(FIXTURES / "psoups_tiny.json")
+    rows = data.build_training_rows(recs, "pba", seed=0, style="official-eval", augment="swap,contrast",
+                                    reference="ica-prompt", shuffle=False)
+    assert {r["kind"] for r in rows} == {"original", "swap", "contrast"}
+    for row in rows:
+        rec = recs[row["record_index"]]
+        own = build_prompt("ica", rec.prompt, persona=rec.persona, style="official-eval")
+        assert row["ref_prompt"].startswith(own.split("***Historical")[0])  # same task
+        assert "***User Preferences***" in row["prompt"] and "***User Preferences***" not in row["ref_prompt"]
+        if row["kind"] == "swap":  # the whole persona of a record of the other user
+            donors = [build_prompt("ica", rec.prompt, persona=d.persona, style="official-eval")
+                      for d in recs if d.ground_truth_persona != rec.ground_truth_persona]
+            assert row["ref_prompt"] != own and row["ref_prompt"] in donors
+        else:
+            assert row["ref_prompt"] == own
+    plain = data.build_training_rows(recs, "pba", seed=0, style="official-eval", shuffle=False)
+    assert "ref_prompt" not in plain[0] and [r["prompt"] for r in plain] == [r["prompt"] for r in rows[:len(plain)]]
+    with pytest.raises(ValueError, match="unknown reference 'ica'; choose one of method-prompt, ica-prompt"):
+        data.build_training_rows(recs, "pba", seed=0, style="official-eval", reference="ica")

@@ -142,6 +142,44 @@ def test_prefix_sharing_matches_trl_concatenated_forward(tmp_path, monkeypatch):
     assert log_shared["logps/rejected"] == pytest.approx(log_trl["logps/rejected"], rel=1e-4)
 
 
+def test_ica_prompt_reference_scores_responses_after_the_ica_prompt(tmp_path, monkeypatch):
+    """``--reference ica-prompt``: the reference log-probs are the base model's after each row's ICA
+    prompt (checked against a plain full forward), the cached lower-layer states are the policy
+    prompt's, and training runs on them."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    a, d, _ = train.parse_args(_argv(tmp_path, "--method", "pba", "--reference", "ica-prompt", "--precision", "fp32",
+                                      "--bf16", "false", "--per_device_train_batch_size", "4", "--max_steps", "1",
+                                      "--logging_steps", "1", "--lora_top_layers", "2", "--max_length", "512",
+                                      "--disable_tqdm", "true", "--augment", "swap"))
+    trainer, info = train.build_trainer(a, d)
+    assert info["frozen_layers"] == 28
+    ds, tok, model = trainer.train_dataset, trainer.processing_class, trainer.model
+    for k in (0, len(ds) - 1):
+        row = ds[k]
+        assert "***User Preferences***" in row["prompt"] and "*Chosen:*" in row["ref_prompt"]
+        ref_ids = tok(text=row["ref_prompt"])["input_ids"]
+        for key in ("chosen", "rejected"):
+            resp = list(row[f"{key}_ids"])
+            with torch.no_grad(), model.disable_adapter():
+                logits = model(input_ids=torch.tensor([ref_ids + resp])).logits[0, len(ref_ids) - 1:-1]
+            expected = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(resp)[:, None]).sum()
+            assert row[f"ref_{key}_logps"] == pytest.approx(float(expected), abs=2e-3)
+        frozen = trainer._frozen[row["row_id"]]
+        assert frozen.prompt.shape[0] == len(row["prompt_ids"]) != len(ref_ids)  # the policy prompt's states
+    trainer.train()
+    assert [h for h in trainer.state.log_history if "loss" in h]
+
+
+def test_ica_prompt_reference_needs_the_precomputed_prefix_sharing_pass(tmp_path, monkeypatch):
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    for extra, msg in [(("--prefix_sharing", "false"), "prefix-sharing forward"),
+                       (("--precompute_ref_log_probs", "false"), "precompute_ref_log_probs true")]:
+        a, d, _ = train.parse_args(_argv(tmp_path, "--reference", "ica-prompt", *extra))
+        with pytest.raises(ValueError, match=f"reference='ica-prompt': .*{msg}"):
+            train.build_trainer(a, d)  # refused before the model loads
+
+
 def test_prefix_sharing_collator_truncates_as_configured():
     keep_end = train.PrefixSharingCollator(max_length=6, truncation_mode="keep_end")
     batch = keep_end([{"prompt_ids": [1, 2, 3, 4, 5], "chosen_ids": [6, 7], "rejected_ids": [8, 9, 10],

@@ -25,6 +25,9 @@ never shows it). When the record has a non-empty ``Demographic Information``:
 
 Rows are ``{"prompt", "chosen", "rejected", "method", "record_index", "kind", "n_ugc", "n_pair",
 "demo"}``; ``kind`` is ``"original"`` or an augmentation (`persona_swap_rows`, `contrast_rows`).
+With ``reference="ica-prompt"`` a row also has ``ref_prompt``: the ICA prompt with the row's whole
+persona, which is the reference prompt of the paper's alignment accuracy (§7.1,
+`alignx.learn.evaluate`). DPO against it trains the implicit reward that evaluation measures.
 
 Usage::
 
@@ -44,6 +47,7 @@ from alignx.prompts import build_prompt
 from alignx.schema import PairItem, Persona, Record, UGCItem
 
 MAX_ITEMS = 4
+REFERENCES = ("method-prompt", "ica-prompt")
 DEMO_PROB = 0.5
 DEMO_ONLY_PROB = 0.1
 
@@ -107,7 +111,7 @@ def draw_profile(record: Record, draw: HistoryDraw) -> str | None:
 
 def format_row(record: Record, method: str, rng: random.Random, *, index: int, style: str = "chat",
                tokenizer: Any = None, persona_from: Record | None = None, kind: str = "original",
-               swap_labels: bool = False, **draw_kwargs) -> dict | None:
+               swap_labels: bool = False, reference: str = "method-prompt", **draw_kwargs) -> dict | None:
     """One DPO row for ``record``.
 
     Args:
@@ -121,11 +125,15 @@ def format_row(record: Record, method: str, rng: random.Random, *, index: int, s
         persona_from (`Record`, *optional*): take the persona / profile from this record instead
             (a persona swap); the prompt and responses stay ``record``'s.
         kind (`str`): a tag stored in the row. swap_labels (`bool`): exchange chosen and rejected.
+        reference (`str`, defaults to `"method-prompt"`): ``"ica-prompt"`` adds ``ref_prompt``, the
+            ICA prompt with the whole persona of the row's user (the evaluation's reference prompt).
         draw_kwargs: ``max_items``, ``demo_prob``, ``demo_only_prob`` for `sample_history`.
 
     Returns:
         The row dict, or `None` when PBA has no profile for this record.
     """
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
     source = persona_from if persona_from is not None else record
     draw = sample_history(source.persona, rng, **draw_kwargs)
     chosen, rejected = (record.rejected, record.chosen) if swap_labels else (record.chosen, record.rejected)
@@ -138,9 +146,13 @@ def format_row(record: Record, method: str, rng: random.Random, *, index: int, s
         prompt = build_prompt("pba", record.prompt, profile=profile, style=style, tokenizer=tokenizer)
     else:
         raise ValueError(f"unknown method {method!r}; training formats 'ica' or 'pba'")
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "method": method,
-            "record_index": index, "kind": kind, "n_ugc": len(draw.ugc), "n_pair": len(draw.pairs),
-            "demo": draw.demographics is not None}
+    row = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "method": method,
+           "record_index": index, "kind": kind, "n_ugc": len(draw.ugc), "n_pair": len(draw.pairs),
+           "demo": draw.demographics is not None}
+    if reference == "ica-prompt":
+        row["ref_prompt"] = build_prompt("ica", record.prompt, persona=source.persona, style=style,
+                                         tokenizer=tokenizer)
+    return row
 
 
 def _indices(records: Sequence[Record], indices: Sequence[int] | None) -> list[int]:

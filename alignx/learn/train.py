@@ -75,6 +75,11 @@ class AlignXTrainArguments:
             values in the adapter's layers; ``False`` runs the prompt without autograd.
         save_dtype (`str`, defaults to `"float32"`): the saved adapter's weight dtype
             (`cast_adapter`); ``float16`` halves the file, for adapters shipped in a repository.
+        reference (`str`, defaults to `"method-prompt"`): the prompt the reference model sees.
+            ``method-prompt`` is standard DPO (the policy's own prompt). ``ica-prompt`` gives the
+            reference the ICA prompt with the row's whole persona: the reference of the paper's
+            alignment accuracy (§7.1), so a PBA policy is trained on the implicit reward that
+            ``alignx eval`` measures. Needs prefix sharing and precomputed reference log-probs.
     """
 
     method: str = field(default="pba", metadata={"help": "ica or pba.", "choices": ["ica", "pba"]})
@@ -104,6 +109,10 @@ class AlignXTrainArguments:
     save_dtype: str = field(default="float32", metadata={
         "help": "dtype of the saved adapter weights: float32, float16 or bfloat16 (half the size).",
         "choices": ["float32", "float16", "bfloat16"]})
+    reference: str = field(default="method-prompt", metadata={
+        "help": "Reference prompt: method-prompt (standard DPO) or ica-prompt (the ICA prompt with the whole "
+                "persona, the reference of the paper's alignment accuracy).",
+        "choices": ["method-prompt", "ica-prompt"]})
     prompt_grad: bool = field(default=True, metadata={
         "help": "Backpropagate through the prompt's keys and values; false trains through the response "
                 "tokens only (faster, an approximation)."})
@@ -251,7 +260,7 @@ def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
         train_idx = [i for i in train_idx if i not in set(val_idx)]
     augment = [a.strip() for a in args.augment.split(",") if a.strip()]
     parse_augment(augment)  # a typo fails here, before any model work
-    kw = dict(seed=seed, style=style, tokenizer=tokenizer, augment=augment,
+    kw = dict(seed=seed, style=style, tokenizer=tokenizer, augment=augment, reference=args.reference,
               demo_prob=args.demo_prob, demo_only_prob=args.demo_only_prob)
     rows = build_training_rows([records[i] for i in train_idx], args.method, indices=train_idx, **kw)
     if args.limit:
@@ -290,6 +299,19 @@ class PrefixSharingCollator:
         room = max(1, self.max_length - len(prompt))
         return prompt, chosen[:room], rejected[:room]
 
+    def truncate_prompt(self, prompt: list[int], chosen: list[int], rejected: list[int]) -> list[int]:
+        """``prompt`` cut (``keep_end``) to fit ``max_length`` before the already-collated responses.
+
+        Raises:
+            ValueError: fitting it would cut the responses (a reference prompt must score the
+                same response tokens as the policy).
+        """
+        p, c, r = self._truncate(prompt, chosen, rejected)
+        if (c, r) != (chosen, rejected):
+            raise ValueError(f"a reference prompt of {len(prompt)} tokens leaves no room for its responses within "
+                             f"max_length={self.max_length}; raise max_length")
+        return p
+
     def __call__(self, examples: list[dict]) -> dict:
         import torch
 
@@ -319,6 +341,17 @@ def prefix_sharing_supported(training_args) -> str | None:
             return f"f_divergence_type {f_div}"
     if getattr(training_args, "use_liger_kernel", False):
         return "use_liger_kernel"
+    return None
+
+
+def reference_prompt_unsupported(args: AlignXTrainArguments, training_args, prefix_sharing: bool) -> str | None:
+    """Why ``reference="ica-prompt"`` cannot run with these settings (None: it can)."""
+    if args.reference == "method-prompt":
+        return None
+    if not training_args.precompute_ref_log_probs:
+        return "it is computed in the precomputed reference pass; set precompute_ref_log_probs true"
+    if not prefix_sharing:
+        return "it needs the prefix-sharing forward (prefix_sharing true, sigmoid DPO loss)"
     return None
 
 
@@ -385,24 +418,40 @@ def _trainer_class():
                 logps = prefix_shared_logps(model, groups, pad_id=self._pad)
             return logps[0::2], logps[1::2]
 
+        def _ref_groups(self, rows, inputs):
+            """Reference groups from the rows' own ``ref_prompt`` texts and the collated responses."""
+            groups = []
+            for row, c, r in zip(rows, inputs["chosen_ids"], inputs["rejected_ids"]):
+                ids = self._tokenizer(text=row["ref_prompt"])["input_ids"]  # as TRL tokenizes prompts
+                groups.append(Group(self.data_collator.truncate_prompt(list(ids), c, r), [c, r]))
+            return groups
+
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            """The reference pass, which also keeps each row's states entering the first adapter layer."""
-            if self.frozen_start is None:
+            """The reference pass. With ``frozen_start`` it also keeps each row's states entering the
+            first adapter layer; with a ``ref_prompt`` column the reference scores the responses after
+            that prompt (and the policy prompt runs once more, only for those states)."""
+            separate_ref = "ref_prompt" in dataset.column_names
+            if self.frozen_start is None and not separate_ref:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             from tqdm.auto import tqdm
 
-            first = len(self._frozen)
-            dataset = dataset.add_column("row_id", list(range(first, first + len(dataset))))
+            if self.frozen_start is not None:
+                first = len(self._frozen)
+                dataset = dataset.add_column("row_id", list(range(first, first + len(dataset))))
             unwrapped = self.accelerator.unwrap_model(self.model)
             chosen, rejected = [], []
             for i in tqdm(range(0, len(dataset), batch_size), desc=f"Reference pass for {name} rows",
                           disable=bool(os.environ.get("TQDM_DISABLE", ""))):
-                inputs = self.data_collator([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))])
+                rows = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
+                inputs = self.data_collator(rows)
                 with torch.no_grad(), unwrapped.disable_adapter(), self.accelerator.autocast():
-                    logps, frozen = prefix_shared_logps(self.model, self._groups(inputs), pad_id=self._pad,
-                                                        capture_layer=self.frozen_start)
-                for row_id, f in zip(inputs["row_id"], frozen):
-                    self._frozen[row_id] = f
+                    if self.frozen_start is not None:
+                        logps, frozen = prefix_shared_logps(self.model, self._groups(inputs), pad_id=self._pad,
+                                                            capture_layer=self.frozen_start)
+                        for row_id, f in zip(inputs["row_id"], frozen):
+                            self._frozen[row_id] = f
+                    if separate_ref:
+                        logps = prefix_shared_logps(self.model, self._ref_groups(rows, inputs), pad_id=self._pad)
                 chosen += logps[0::2].tolist()
                 rejected += logps[1::2].tolist()
             return dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
@@ -459,6 +508,12 @@ def build_trainer(args: AlignXTrainArguments, training_args):
 
     from alignx.backbone import resolve_device, resolve_template
 
+    prefix_sharing = args.prefix_sharing
+    if prefix_sharing and (why := prefix_sharing_supported(training_args)):
+        print(f"alignx train: prefix sharing off: {why}", file=sys.stderr)
+        prefix_sharing = False
+    if why := reference_prompt_unsupported(args, training_args, prefix_sharing):  # before any model work
+        raise ValueError(f"reference={args.reference!r}: {why}")
     device = resolve_device("auto")
     model, tokenizer, source, precision = load_model(args, device)
     style = args.prompt_style
@@ -466,7 +521,7 @@ def build_trainer(args: AlignXTrainArguments, training_args):
         llama3 = "llama-3" in source.lower() or "alignxpert" in source.lower()
         style = "official-train" if llama3 else resolve_template(args.model)
     rows, val_rows, info = build_rows(args, tokenizer, style, training_args.seed)
-    keep = ("prompt", "chosen", "rejected")
+    keep = ("prompt", "chosen", "rejected", *(("ref_prompt",) if args.reference == "ica-prompt" else ()))
     train_ds = Dataset.from_list([{k: r[k] for k in keep} for r in rows])
     eval_ds = Dataset.from_list([{k: r[k] for k in keep} for r in val_rows]) if val_rows else None
     if eval_ds is None and training_args.eval_strategy != "no":
@@ -476,10 +531,6 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     if precision == "fp32":
         set_autocast(training_args, bf16=False)  # bf16 autocast without AMX / AVX512-BF16 is emulated: ~7x slower
     peft_config = lora_config(args, model.config.num_hidden_layers)
-    prefix_sharing = args.prefix_sharing
-    if prefix_sharing and (why := prefix_sharing_supported(training_args)):
-        print(f"alignx train: prefix sharing off: {why}", file=sys.stderr)
-        prefix_sharing = False
     collator = PrefixSharingCollator(training_args.max_length, training_args.truncation_mode) if prefix_sharing else None
     frozen_start = None
     if args.cache_lower_layers:
