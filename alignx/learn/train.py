@@ -243,6 +243,17 @@ def lora_config(args: AlignXTrainArguments, num_layers: int):
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
 
 
+def prompt_style(args: AlignXTrainArguments, source: str) -> str:
+    """The template of the training prompts: ``args.prompt_style``, or for ``auto`` the official
+    Llama-3 training template on Llama-3 models and the backbone's own template otherwise."""
+    if args.prompt_style != "auto":
+        return args.prompt_style
+    from alignx.backbone import resolve_template
+
+    llama3 = "llama-3" in source.lower() or "alignxpert" in source.lower()
+    return "official-train" if llama3 else resolve_template(args.model)
+
+
 def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
     """(train rows, validation rows, info) from the records, the split's train side and the augmentations."""
     from alignx.learn.data import build_training_rows, parse_augment
@@ -506,7 +517,7 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     """
     from datasets import Dataset
 
-    from alignx.backbone import resolve_device, resolve_template
+    from alignx.backbone import resolve_device
 
     prefix_sharing = args.prefix_sharing
     if prefix_sharing and (why := prefix_sharing_supported(training_args)):
@@ -516,10 +527,7 @@ def build_trainer(args: AlignXTrainArguments, training_args):
         raise ValueError(f"reference={args.reference!r}: {why}")
     device = resolve_device("auto")
     model, tokenizer, source, precision = load_model(args, device)
-    style = args.prompt_style
-    if style == "auto":
-        llama3 = "llama-3" in source.lower() or "alignxpert" in source.lower()
-        style = "official-train" if llama3 else resolve_template(args.model)
+    style = prompt_style(args, source)
     rows, val_rows, info = build_rows(args, tokenizer, style, training_args.seed)
     keep = ("prompt", "chosen", "rejected", *(("ref_prompt",) if args.reference == "ica-prompt" else ()))
     train_ds = Dataset.from_list([{k: r[k] for k in keep} for r in rows])

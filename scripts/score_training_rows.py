@@ -1,0 +1,81 @@
+"""Does an adapter condition on the persona on the rows it was trained on?
+
+Rebuilds the training rows of a run from its own arguments (same seed, augmentations and limit),
+scores each with the adapter and with the base model on the same prompt, and prints the DPO
+implicit-reward accuracy per row kind. ``both_ways`` counts the rows whose (task, chosen,
+rejected) triple is also in the rows the other way round, under another persona's profile. An
+adapter blind to the persona gets at most the larger side of each such triple right; the script
+prints that bound too.
+
+    python scripts/score_training_rows.py runs/pba --config configs/recipes/cpu_smollm2.yaml \\
+        --method pba --data friendly_unfriendly.json --split psoups_friendly_unfriendly \\
+        --augment swap --limit 64
+
+Everything after the adapter folder is the training command's arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter, defaultdict
+
+import torch
+from peft import PeftModel
+
+from alignx.learn import train
+from alignx.logprobs import Group, prefix_shared_logps
+
+SECTIONS = ("***User Preferences***", "***Historical Behavior")
+
+
+def triple_key(row: dict) -> tuple:
+    task = row["prompt"]
+    for marker in SECTIONS:
+        task = task.split(marker)[0]
+    return task, frozenset((row["chosen"], row["rejected"]))
+
+
+def main(argv: list[str]) -> dict:
+    if not argv or argv[0].startswith("-"):
+        raise SystemExit(__doc__)
+    adapter, *train_argv = argv
+    args, training_args, _ = train.parse_args(train_argv)
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    model, tokenizer, source, _ = train.load_model(args, "cpu")
+    rows, _, _ = train.build_rows(args, tokenizer, train.prompt_style(args, source), training_args.seed)
+    model = PeftModel.from_pretrained(model, adapter).eval()
+
+    sides = defaultdict(Counter)  # triple -> how often each response is the chosen one
+    for row in rows:
+        sides[triple_key(row)][row["chosen"]] += 1
+    both_ways = {k for k, c in sides.items() if len(c) > 1}
+
+    def group(row: dict) -> Group:
+        prompt = tokenizer(text=row["prompt"])["input_ids"]  # as TRL tokenizes: response + EOS after the prompt
+        responses = [tokenizer(text=row["prompt"] + row[k] + tokenizer.eos_token)["input_ids"][len(prompt):]
+                     for k in ("chosen", "rejected")]
+        return Group(prompt, responses)
+
+    margins = defaultdict(list)
+    for i in range(0, len(rows), 8):
+        batch = rows[i:i + 8]
+        groups = [group(r) for r in batch]
+        with torch.no_grad():
+            policy = prefix_shared_logps(model, groups, pad_id=0)
+            with model.disable_adapter():
+                reference = prefix_shared_logps(model, groups, pad_id=0)
+        ratio = policy - reference
+        for row, m in zip(batch, (ratio[0::2] - ratio[1::2]).tolist()):
+            margins[row["kind"]].append(m)
+            if triple_key(row) in both_ways:
+                margins["both_ways"].append(m)
+    out = {kind: {"n": len(v), "accuracy": sum(m > 0 for m in v) / len(v), "mean_margin_nats": sum(v) / len(v)}
+           for kind, v in margins.items()}
+    if both_ways:
+        out["both_ways"]["persona_blind_max"] = sum(max(sides[k].values()) for k in both_ways)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1:]), indent=1))
