@@ -311,11 +311,13 @@ class PrefixSharingCollator:
         return prompt, chosen[:room], rejected[:room]
 
     def truncate_prompt(self, prompt: list[int], chosen: list[int], rejected: list[int]) -> list[int]:
-        """``prompt`` cut (``keep_end``) to fit ``max_length`` before the already-collated responses.
+        """``prompt`` cut from its start (``truncation_mode="keep_end"``) to fit ``max_length``
+        before the already-collated responses.
 
         Raises:
             ValueError: fitting it would cut the responses (a reference prompt must score the
-                same response tokens as the policy).
+                same response tokens as the policy), as ``keep_start`` or a too short
+                ``max_length`` would.
         """
         p, c, r = self._truncate(prompt, chosen, rejected)
         if (c, r) != (chosen, rejected):
