@@ -270,14 +270,14 @@ def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
         val_idx = validation_indices(records, train_idx, per_persona=args.validation_per_persona, seed=seed)
         train_idx = [i for i in train_idx if i not in set(val_idx)]
     augment = [a.strip() for a in args.augment.split(",") if a.strip()]
-    parse_augment(augment)  # a typo fails here, before any model work
+    parsed = parse_augment(augment)  # a typo fails here, before any model work
     kw = dict(seed=seed, style=style, tokenizer=tokenizer, augment=augment, reference=args.reference,
               demo_prob=args.demo_prob, demo_only_prob=args.demo_only_prob)
     rows = build_training_rows([records[i] for i in train_idx], args.method, indices=train_idx, **kw)
     if args.limit:
         rows = rows[: args.limit]
     # validation: every augmentation row (no fraction), so the score also measures reading the persona
-    val_kw = dict(kw, augment=[a.split(":")[0] for a in augment])
+    val_kw = dict(kw, augment=[name for name, _ in parsed])
     val_rows = build_training_rows([records[i] for i in val_idx], args.method, indices=val_idx, **val_kw) if val_idx else []
     info = {"n_records": len(records), "n_train_records": len(train_idx), "n_validation_records": len(val_idx),
             "n_heldout_records_excluded": len(heldout), "n_train_rows": len(rows), "n_validation_rows": len(val_rows),
