@@ -248,3 +248,44 @@ def test_ica_prompt_reference_rows_carry_the_evaluations_reference_prompt():
     assert "ref_prompt" not in plain[0] and [r["prompt"] for r in plain] == [r["prompt"] for r in rows[:len(plain)]]
     with pytest.raises(ValueError, match="unknown reference 'ica'; choose one of method-prompt, ica-prompt"):
         data.build_training_rows(recs, "pba", seed=0, style="official-eval", reference="ica")
+
+
+def test_profile_dropout_keeps_a_random_ordered_subset_of_the_labels():
+    """``profile_keep < 1``: every PBA row shows a non-empty subset of its profile's labels, in the
+    profile's order, drawn from the row's seeded rng; ``profile_keep = 1`` changes nothing at all."""
+    from alignx.preferences import split_profile
+
+    recs = load_records(FIXTURES / "psoups_tiny.json")
+    whole = data.build_training_rows(recs, "pba", seed=0, style="official-eval", augment="swap", shuffle=False)
+    same = data.build_training_rows(recs, "pba", seed=0, style="official-eval", augment="swap", shuffle=False,
+                                    profile_keep=1.0)
+    assert same == whole  # no rng draw when the dropout is off
+    thin = data.build_training_rows(recs, "pba", seed=0, style="official-eval", augment="swap", shuffle=False,
+                                    profile_keep=0.3)
+    assert [r["kind"] for r in thin] == [r["kind"] for r in whole]
+    assert thin == data.build_training_rows(recs, "pba", seed=0, style="official-eval", augment="swap",
+                                            shuffle=False, profile_keep=0.3)  # seeded
+
+    def labels(row):
+        text = row["prompt"].split("***User Preferences***")[1].strip().split("\n")[0]
+        return [label for label, _ in split_profile(text)]
+
+    fewer = 0
+    for row in thin:  # the donor of a swap row may differ from `whole`'s: the dropout draws from the same rng
+        rec = recs[row["record_index"]]
+        owners = [rec] if row["kind"] == "original" else [
+            d for d in recs if d.ground_truth_persona != rec.ground_truth_persona]
+        kept = labels(row)
+        fulls = [[label for label, _ in split_profile(o.profile)] for o in owners]
+        assert kept and any(kept == [label for label in full if label in kept] for full in fulls)  # ordered subset
+        fewer += all(len(kept) < len(full) for full in fulls)
+    assert fewer >= len(thin) // 4  # with a keep rate in [0.3, 1], rows lose labels
+
+    rng = random.Random(1)
+    profile = "Older, Likes humor, High Openness"
+    draws = {data.thin_profile(profile, rng, 0.01) for _ in range(200)}
+    assert all(d for d in draws) and len(draws) > 3  # never empty, and varied
+    assert data.thin_profile(profile, rng, 1.0) == profile
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=r"profile_keep must be in \(0, 1\]"):
+            data.build_training_rows(recs, "pba", seed=0, style="official-eval", profile_keep=bad)

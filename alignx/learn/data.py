@@ -109,9 +109,30 @@ def draw_profile(record: Record, draw: HistoryDraw) -> str | None:
     return record.persona.profile() or record.profile
 
 
+def thin_profile(profile: str, rng: random.Random, keep: float) -> str:
+    """Profile dropout: a random subset of ``profile``'s labels, in their order.
+
+    A keep rate is drawn uniformly from ``[keep, 1]`` for the row, then each label is kept with that
+    probability (at least one label always stays). ``keep = 1`` returns ``profile`` unchanged and
+    draws nothing from ``rng``, so rows built without dropout are the same as before it existed.
+    A PBA adapter trained on P-SOUPS sees ~470 long, noisy profiles, and can fit its rows by
+    recognising a profile as a whole; with dropout no two rows show the same label set, so what
+    fits is the labels' individual meaning (`assets/adapters/README.md`).
+    """
+    if keep >= 1:
+        return profile
+    from alignx.preferences import split_profile
+
+    labels = [label for label, _ in split_profile(profile)]
+    rate = rng.uniform(keep, 1.0)
+    kept = [label for label in labels if rng.random() < rate]
+    return ", ".join(kept or [rng.choice(labels)])
+
+
 def format_row(record: Record, method: str, rng: random.Random, *, index: int, style: str = "chat",
                tokenizer: Any = None, persona_from: Record | None = None, kind: str = "original",
-               swap_labels: bool = False, reference: str = "method-prompt", **draw_kwargs) -> dict | None:
+               swap_labels: bool = False, reference: str = "method-prompt", profile_keep: float = 1.0,
+               **draw_kwargs) -> dict | None:
     """One DPO row for ``record``.
 
     Args:
@@ -127,6 +148,8 @@ def format_row(record: Record, method: str, rng: random.Random, *, index: int, s
         kind (`str`): a tag stored in the row. swap_labels (`bool`): exchange chosen and rejected.
         reference (`str`, defaults to `"method-prompt"`): ``"ica-prompt"`` adds ``ref_prompt``, the
             ICA prompt with the whole persona of the row's user (the evaluation's reference prompt).
+        profile_keep (`float`, defaults to 1): PBA profile dropout (`thin_profile`); 1 shows the
+            whole profile.
         draw_kwargs: ``max_items``, ``demo_prob``, ``demo_only_prob`` for `sample_history`.
 
     Returns:
@@ -134,6 +157,8 @@ def format_row(record: Record, method: str, rng: random.Random, *, index: int, s
     """
     if reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
+    if not 0 < profile_keep <= 1:
+        raise ValueError(f"profile_keep must be in (0, 1], got {profile_keep!r}")
     source = persona_from if persona_from is not None else record
     draw = sample_history(source.persona, rng, **draw_kwargs)
     chosen, rejected = (record.rejected, record.chosen) if swap_labels else (record.chosen, record.rejected)
@@ -143,6 +168,7 @@ def format_row(record: Record, method: str, rng: random.Random, *, index: int, s
         profile = draw_profile(source, draw)
         if not profile:
             return None
+        profile = thin_profile(profile, rng, profile_keep)
         prompt = build_prompt("pba", record.prompt, profile=profile, style=style, tokenizer=tokenizer)
     else:
         raise ValueError(f"unknown method {method!r}; training formats 'ica' or 'pba'")

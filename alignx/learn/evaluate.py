@@ -52,6 +52,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from alignx.learn.benchmarks import PROFILE_SOURCES, get_benchmark, resolve_profile
+from alignx.learn.data import REFERENCES
 from alignx.schema import Persona, Record, persona_to_dict
 
 EVAL_VERSION = "1.0"  # bump when the scoring protocol (prompts, rows, decision rule) changes
@@ -59,7 +60,6 @@ METHODS = ("ica", "pba", "universal")
 # Where the PBA profile comes from: the benchmark's sources, or "inferred" from each persona.
 PROFILES = (*PROFILE_SOURCES, "inferred")
 METRICS = ("implicit-reward", "likelihood")
-REFERENCES = ("ica-prompt", "method-prompt")
 
 
 # ----------------------------------------------------------------------------- persona swap

@@ -39,6 +39,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from alignx.learn.data import REFERENCES
+
 ALIASES = {"--out": "--output_dir", "--epochs": "--num_train_epochs", "--lr": "--learning_rate"}
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
@@ -80,6 +82,8 @@ class AlignXTrainArguments:
             reference the ICA prompt with the row's whole persona: the reference of the paper's
             alignment accuracy (§7.1), so a PBA policy is trained on the implicit reward that
             ``alignx eval`` measures. Needs prefix sharing and precomputed reference log-probs.
+        profile_keep (`float`, defaults to 1): PBA profile dropout on the training rows
+            (`alignx.learn.data.thin_profile`); validation rows show whole profiles.
     """
 
     method: str = field(default="pba", metadata={"help": "ica or pba.", "choices": ["ica", "pba"]})
@@ -112,7 +116,11 @@ class AlignXTrainArguments:
     reference: str = field(default="method-prompt", metadata={
         "help": "Reference prompt: method-prompt (standard DPO) or ica-prompt (the ICA prompt with the whole "
                 "persona, the reference of the paper's alignment accuracy).",
-        "choices": ["method-prompt", "ica-prompt"]})
+        "choices": list(REFERENCES)})
+    profile_keep: float = field(default=1.0, metadata={
+        "help": "PBA profile dropout on the training rows: each row keeps a random share (drawn from "
+                "[profile_keep, 1]) of its profile's labels; 1 shows whole profiles. Validation rows "
+                "always show whole profiles."})
     prompt_grad: bool = field(default=True, metadata={
         "help": "Backpropagate through the prompt's keys and values; false trains through the response "
                 "tokens only (faster, an approximation)."})
@@ -273,7 +281,8 @@ def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
     parsed = parse_augment(augment)  # a typo fails here, before any model work
     kw = dict(seed=seed, style=style, tokenizer=tokenizer, augment=augment, reference=args.reference,
               demo_prob=args.demo_prob, demo_only_prob=args.demo_only_prob)
-    rows = build_training_rows([records[i] for i in train_idx], args.method, indices=train_idx, **kw)
+    rows = build_training_rows([records[i] for i in train_idx], args.method, indices=train_idx,
+                               profile_keep=args.profile_keep, **kw)
     if args.limit:
         rows = rows[: args.limit]
     # validation: every augmentation row (no fraction), so the score also measures reading the persona
