@@ -289,3 +289,30 @@ def test_profile_dropout_keeps_a_random_ordered_subset_of_the_labels():
     for bad in (0, -0.5, 1.5):
         with pytest.raises(ValueError, match=r"profile_keep must be in \(0, 1\]"):
             data.build_training_rows(recs, "pba", seed=0, style="official-eval", profile_keep=bad)
+
+
+def test_paired_order_keeps_each_original_and_its_swap_in_one_batch():
+    recs = load_records(FIXTURES / "psoups_tiny.json")
+    rows = data.build_training_rows(recs, "pba", seed=0, style="official-eval", augment="swap,contrast")
+    keys = data.pair_keys(rows)
+    assert {k for k, r in zip(keys, rows) if r["kind"] == "contrast"} == {
+        f"row:{i}" for i, r in enumerate(rows) if r["kind"] == "contrast"}
+    pairs = {k for k in keys if keys.count(k) == 2}
+    assert len(pairs) == len(recs)  # every record: its original row and its swap row
+    for key in pairs:
+        a, b = (r for k, r in zip(keys, rows) if k == key)
+        assert {a["kind"], b["kind"]} == {"original", "swap"} and (a["chosen"], a["rejected"]) == (b["rejected"], b["chosen"])
+    orders = [data.paired_order(keys, 4, random.Random(seed)) for seed in range(5)]
+    for order in orders:
+        assert sorted(order) == list(range(len(rows)))
+        for start in range(0, len(order), 4):
+            batch = [keys[i] for i in order[start : start + 4]]
+            assert all(batch.count(k) == 2 for k in batch if k in pairs)  # no pair split across batches
+    assert len({tuple(o) for o in orders}) > 1  # shuffled
+    odd = ["a", "a", "b", "c", "c", "d", "e"]  # three loose rows: paired off, the single one last
+    for seed in range(20):
+        order = data.paired_order(odd, 2, random.Random(seed))
+        assert sorted(order) == list(range(7))
+        assert all(odd[order[i]] == odd[order[i + 1]] for i in range(0, 6, 2) if odd[order[i]] in "ac")
+    with pytest.raises(ValueError, match="paired batches need an even batch size, got 3"):
+        data.paired_order(keys, 3, random.Random(0))

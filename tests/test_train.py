@@ -171,6 +171,33 @@ def test_ica_prompt_reference_scores_responses_after_the_ica_prompt(tmp_path, mo
     assert [h for h in trainer.state.log_history if "loss" in h]
 
 
+def test_pair_batches_put_each_original_row_and_its_swap_in_one_batch(tmp_path, monkeypatch):
+    """``--pair_batches``: the training dataloader (after TRL's tokenizing and column pruning) batches
+    every original row with its persona-swapped row, in a new order every epoch."""
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    a, d, _ = train.parse_args(_argv(tmp_path, "--method", "pba", "--per_device_train_batch_size", "4",
+                                      "--augment", "swap", "--pair_batches", "true", "--lora_top_layers", "2",
+                                      "--max_length", "256", "--disable_tqdm", "true", "--max_steps", "1",
+                                      "--logging_steps", "1"))
+    trainer, info = train.build_trainer(a, d)
+    assert info["n_train_rows"] == 8
+    loader = trainer.get_train_dataloader()
+    epochs = [[(tuple(map(tuple, b["chosen_ids"])), tuple(map(tuple, b["rejected_ids"])), tuple(map(tuple, b["prompt_ids"])))
+               for b in loader] for _ in range(3)]
+    for batches in epochs:
+        assert [len(chosen) for chosen, _, _ in batches] == [4, 4]
+        for chosen, rejected, prompts in batches:  # each row's swap partner: same triple, labels exchanged
+            for c, r, p in zip(chosen, rejected, prompts):
+                partners = [q for c2, r2, q in zip(chosen, rejected, prompts) if (c2, r2) == (r, c)]
+                assert len(partners) == 1 and partners[0] != p  # under another user's profile
+    assert len({tuple(b) for b in epochs}) > 1  # a new order every epoch
+    trainer.train()
+    assert [h for h in trainer.state.log_history if "loss" in h]
+    a, d, _ = train.parse_args(_argv(tmp_path, "--pair_batches", "true", "--per_device_train_batch_size", "3"))
+    with pytest.raises(ValueError, match="pair_batches needs an even per_device_train_batch_size, got 3"):
+        train.build_trainer(a, d)  # refused before the model loads
+
+
 def test_ica_prompt_reference_needs_the_precomputed_prefix_sharing_pass(tmp_path, monkeypatch):
     monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
     for extra, msg in [(("--prefix_sharing", "false"), "prefix-sharing forward"),

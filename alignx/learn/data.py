@@ -303,6 +303,39 @@ def parse_augment(spec: str | Sequence[str]) -> list[tuple[str, float]]:
     return out
 
 
+def pair_keys(rows: Sequence[dict]) -> list[str]:
+    """The batching unit of each row: an ``original`` row and the ``swap`` row(s) of the same record
+    share a key (the same prompt and responses, under two users' personas, labels exchanged); every
+    other row has a key of its own."""
+    return [f"record:{r['record_index']}" if r.get("kind") in ("original", "swap") else f"row:{i}"
+            for i, r in enumerate(rows)]
+
+
+def paired_order(keys: Sequence[str], batch_size: int, rng: random.Random) -> list[int]:
+    """A shuffled order of the rows in which every two rows that share a key are in one batch.
+
+    Keys held by exactly two rows are pairs; all other rows are paired off at random. The pairs are
+    shuffled, so consecutive ``batch_size`` rows (an even number) never split a pair. In a batch
+    of original + swap pairs, the part of the DPO gradient that ignores the persona cancels
+    within each pair, and what is left is the part that reads it.
+
+    Returns:
+        Row indices, each once.
+    """
+    if batch_size % 2:
+        raise ValueError(f"paired batches need an even batch size, got {batch_size}")
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    pairs = [g for g in groups.values() if len(g) == 2]
+    loose = [i for g in groups.values() if len(g) != 2 for i in g]
+    rng.shuffle(loose)
+    pairs += [loose[i : i + 2] for i in range(0, len(loose), 2)]
+    rng.shuffle(pairs)
+    pairs.sort(key=len, reverse=True)  # a leftover single row goes last, so it cannot shift a pair
+    return [i for pair in pairs for i in pair]
+
+
 def build_training_rows(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
                         tokenizer: Any = None, indices: Sequence[int] | None = None,
                         augment: str | Sequence[str] = (), shuffle: bool = True, **draw_kwargs) -> list[dict]:

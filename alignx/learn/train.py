@@ -34,12 +34,13 @@ import hashlib
 import json
 import os
 import platform
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from alignx.learn.data import REFERENCES
+from alignx.learn.data import REFERENCES, pair_keys, paired_order
 
 ALIASES = {"--out": "--output_dir", "--epochs": "--num_train_epochs", "--lr": "--learning_rate"}
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
@@ -84,6 +85,8 @@ class AlignXTrainArguments:
             ``alignx eval`` measures. Needs prefix sharing and precomputed reference log-probs.
         profile_keep (`float`, defaults to 1): PBA profile dropout on the training rows
             (`alignx.learn.data.thin_profile`); validation rows show whole profiles.
+        pair_batches (`bool`, defaults to `False`): batch each original row with its persona-swapped
+            row (`alignx.learn.data.paired_order`, reshuffled every epoch).
     """
 
     method: str = field(default="pba", metadata={"help": "ica or pba.", "choices": ["ica", "pba"]})
@@ -121,6 +124,9 @@ class AlignXTrainArguments:
         "help": "PBA profile dropout on the training rows: each row keeps a random share (drawn from "
                 "[profile_keep, 1]) of its profile's labels; 1 shows whole profiles. Validation rows "
                 "always show whole profiles."})
+    pair_batches: bool = field(default=False, metadata={
+        "help": "Put each original row and its persona-swapped row in the same batch (needs an even batch "
+                "size); otherwise the sampler of --train_sampling_strategy."})
     prompt_grad: bool = field(default=True, metadata={
         "help": "Backpropagate through the prompt's keys and values; false trains through the response "
                 "tokens only (faster, an approximation)."})
@@ -398,6 +404,20 @@ def _trainer_class():
 
     from alignx.logprobs import Group, frozen_logps, prefix_shared_logps
 
+    class PairedSampler(torch.utils.data.Sampler):
+        """`alignx.learn.data.paired_order`, with a new seeded shuffle every epoch."""
+
+        def __init__(self, keys, batch_size: int, seed: int):
+            self.keys, self.batch_size, self.seed, self.epoch = list(keys), batch_size, seed, 0
+
+        def __len__(self):
+            return len(self.keys)
+
+        def __iter__(self):
+            order = paired_order(self.keys, self.batch_size, random.Random(f"{self.seed}:{self.epoch}"))
+            self.epoch += 1
+            return iter(order)
+
     class AlignXDPOTrainer(DPOTrainer):
         """`DPOTrainer` with a prefix-sharing forward and a ``length`` column for length grouping.
 
@@ -409,7 +429,8 @@ def _trainer_class():
         """
 
         def __init__(self, *args, prefix_sharing: bool = False, frozen_start: int | None = None,
-                     prompt_grad: bool = True, **kwargs):
+                     prompt_grad: bool = True, pair_batches: bool = False, **kwargs):
+            self.pair_batches = pair_batches
             self.prefix_sharing = prefix_sharing
             self.frozen_start = frozen_start if prefix_sharing else None
             self.prompt_grad = prompt_grad
@@ -418,9 +439,15 @@ def _trainer_class():
 
         def _set_signature_columns_if_needed(self):
             super()._set_signature_columns_if_needed()
-            for col in ("length", "row_id"):
+            for col in ("length", "row_id", "pair_key"):
                 if col not in self._signature_columns:
                     self._signature_columns.append(col)
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            if not self.pair_batches:
+                return super()._get_train_sampler(train_dataset)
+            return PairedSampler(dataset["pair_key"], self.args.per_device_train_batch_size, self.args.seed)
 
         def _groups(self, inputs):
             return [Group(p, [c, r]) for p, c, r in
@@ -536,12 +563,17 @@ def build_trainer(args: AlignXTrainArguments, training_args):
         prefix_sharing = False
     if why := reference_prompt_unsupported(args, training_args, prefix_sharing):  # before any model work
         raise ValueError(f"reference={args.reference!r}: {why}")
+    if args.pair_batches and training_args.per_device_train_batch_size % 2:
+        raise ValueError("pair_batches needs an even per_device_train_batch_size, got "
+                         f"{training_args.per_device_train_batch_size}")
     device = resolve_device("auto")
     model, tokenizer, source, precision = load_model(args, device)
     style = prompt_style(args, source)
     rows, val_rows, info = build_rows(args, tokenizer, style, training_args.seed)
     keep = ("prompt", "chosen", "rejected", *(("ref_prompt",) if args.reference == "ica-prompt" else ()))
     train_ds = Dataset.from_list([{k: r[k] for k in keep} for r in rows])
+    if args.pair_batches:
+        train_ds = train_ds.add_column("pair_key", pair_keys(rows))
     eval_ds = Dataset.from_list([{k: r[k] for k in keep} for r in val_rows]) if val_rows else None
     if eval_ds is None and training_args.eval_strategy != "no":
         training_args.eval_strategy = "no"
@@ -560,7 +592,7 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     trainer = _trainer_class()(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                                processing_class=tokenizer, peft_config=peft_config, data_collator=collator,
                                prefix_sharing=prefix_sharing, frozen_start=frozen_start,
-                               prompt_grad=args.prompt_grad)
+                               prompt_grad=args.prompt_grad, pair_batches=args.pair_batches)
     trainer.train_dataset = _add_lengths(trainer.train_dataset)
     trainer.eval_dataset = _add_lengths(trainer.eval_dataset)  # length grouping samples eval batches too
     info.update(model_source=source, precision=precision, prompt_style=style, device=device,
