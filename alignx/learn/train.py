@@ -573,7 +573,11 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     keep = ("prompt", "chosen", "rejected", *(("ref_prompt",) if args.reference == "ica-prompt" else ()))
     train_ds = Dataset.from_list([{k: r[k] for k in keep} for r in rows])
     if args.pair_batches:
-        train_ds = train_ds.add_column("pair_key", pair_keys(rows))
+        keys = pair_keys(rows)
+        if len(set(keys)) == len(keys):
+            print("alignx train: --pair_batches: no original row has its swap row here (--augment swap adds "
+                  "them), so every batch is random pairs", file=sys.stderr)
+        train_ds = train_ds.add_column("pair_key", keys)
     eval_ds = Dataset.from_list([{k: r[k] for k in keep} for r in val_rows]) if val_rows else None
     if eval_ds is None and training_args.eval_strategy != "no":
         training_args.eval_strategy = "no"
