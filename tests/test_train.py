@@ -94,6 +94,13 @@ def test_validation_rows_are_scored_each_epoch_on_their_own_triples(tmp_path, mo
     trainer.train()
     evals = [h for h in trainer.state.log_history if "eval_rewards/accuracies" in h]
     assert len(evals) == 1 and 0 <= evals[0]["eval_rewards/accuracies"] <= 1
+    # the metrics are per row, so a short last batch does not weigh its rows more
+    trainer.model.eval()
+    trainer._metrics["eval"].clear()
+    batch = next(iter(trainer.get_eval_dataloader()))
+    trainer._compute_loss(trainer.model, batch, False)
+    accuracies = trainer._metrics["eval"]["rewards/accuracies"]
+    assert len(accuracies) == len(batch["prompt_ids"]) == 4 and set(accuracies) <= {0.0, 1.0}
 
 
 def test_main_writes_safetensors_adapter_and_log(tmp_path, monkeypatch):

@@ -425,7 +425,8 @@ def _trainer_class():
         and chosen and rejected continue from its KV cache, in the policy forward and in the
         reference log-prob precompute. The loss and the logged metrics are TRL's sigmoid DPO
         ones (``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``,
-        ``rewards/margins``, ``logps/chosen``, ``logps/rejected``).
+        ``rewards/margins``, ``logps/chosen``, ``logps/rejected``), averaged over rows (TRL averages
+        over batches).
         """
 
         def __init__(self, *args, prefix_sharing: bool = False, frozen_start: int | None = None,
@@ -528,14 +529,16 @@ def _trainer_class():
             loss = -F.logsigmoid(self.beta * (chosen_logratios - rejected_logratios)).mean()
             chosen_rewards = self.beta * chosen_logratios.detach()
             rejected_rewards = self.beta * rejected_logratios.detach()
+            # one value per row, not per batch: TRL's `log` averages the list, so a short last batch
+            # (44 validation rows = 5 x 8 + 4) does not weigh its rows double
             gather = self.accelerator.gather
             metrics = self._metrics[mode]
-            metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
-            metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
-            metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
-            metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
-            metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
-            metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+            metrics["rewards/chosen"].extend(gather(chosen_rewards).tolist())
+            metrics["rewards/rejected"].extend(gather(rejected_rewards).tolist())
+            metrics["rewards/accuracies"].extend(gather((chosen_rewards > rejected_rewards).float()).tolist())
+            metrics["rewards/margins"].extend(gather(chosen_rewards - rejected_rewards).tolist())
+            metrics["logps/chosen"].extend(gather(chosen_logps.detach()).tolist())
+            metrics["logps/rejected"].extend(gather(rejected_logps.detach()).tolist())
             return (loss, {}) if return_outputs else loss
 
     return AlignXDPOTrainer
