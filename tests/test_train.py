@@ -205,6 +205,37 @@ def test_pair_batches_put_each_original_row_and_its_swap_in_one_batch(tmp_path, 
         train.build_trainer(a, d)  # refused before the model loads
 
 
+def test_ref_cache_keeps_the_reference_pass_for_the_next_run(tmp_path, monkeypatch):
+    """``--ref_cache DIR``: the first run writes one entry per row (log-probs and lower-layer states);
+    a second run on the same rows reads them instead of running the pass, and a row whose tokens
+    change misses."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    cache = tmp_path / "ref_cache"
+    argv = ("--method", "pba", "--per_device_train_batch_size", "2", "--lora_top_layers", "2",
+            "--max_length", "256", "--disable_tqdm", "true", "--max_steps", "1", "--ref_cache", str(cache))
+    a, d, _ = train.parse_args(_argv(tmp_path, *argv))
+    first, info = train.build_trainer(a, d)
+    entries = sorted(cache.glob("*/*.pt"))
+    assert len(entries) == info["n_train_rows"] == len(first.train_dataset) > 0
+    # mark one entry: the next run must take its values from the cache, not recompute them
+    row = first.train_dataset[0]
+    key = first._ref_cache_keys([row], first.data_collator([row]), False)[0]
+    entry = torch.load(first._ref_cache_path(key), weights_only=True)
+    assert entry["chosen"] == pytest.approx(row["ref_chosen_logps"])
+    torch.save(dict(entry, chosen=entry["chosen"] - 100.0), first._ref_cache_path(key))
+    second, _ = train.build_trainer(a, d)
+    assert second.train_dataset["ref_chosen_logps"][0] == pytest.approx(row["ref_chosen_logps"] - 100.0)
+    assert second.train_dataset["ref_rejected_logps"] == pytest.approx(first.train_dataset["ref_rejected_logps"])
+    f1, f2 = first._frozen[row["row_id"]], second._frozen[second.train_dataset[0]["row_id"]]
+    assert torch.equal(f1.prompt, f2.prompt) and all(torch.equal(x, y) for x, y in zip(f1.responses, f2.responses))
+    second.train()  # trains from the cached states
+    assert len(sorted(cache.glob("*/*.pt"))) == len(entries)  # nothing recomputed, nothing new
+    a, d, _ = train.parse_args(_argv(tmp_path, *argv, "--lora_top_layers", "3"))  # other states: other keys
+    train.build_trainer(a, d)
+    assert len(sorted(cache.glob("*/*.pt"))) == 2 * len(entries)
+
+
 def test_ica_prompt_reference_needs_the_precomputed_prefix_sharing_pass(tmp_path, monkeypatch):
     monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
     for extra, msg in [(("--prefix_sharing", "false"), "prefix-sharing forward"),
