@@ -530,7 +530,7 @@ def _trainer_class():
                 entry.update(prompt=frozen.prompt.detach().cpu(), responses=[t.detach().cpu() for t in frozen.responses])
             path = self._ref_cache_path(key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two runs filling one cache do not collide
             torch.save(entry, tmp)
             tmp.replace(path)  # a killed run never leaves a half-written entry
 
