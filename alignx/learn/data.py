@@ -116,7 +116,7 @@ def thin_profile(profile: str, rng: random.Random, keep: float) -> str:
     probability (at least one label always stays). ``keep = 1`` returns ``profile`` unchanged and
     draws nothing from ``rng``, so rows built without dropout are the same as before it existed.
     A PBA adapter trained on P-SOUPS sees ~470 long, noisy profiles, and can fit its rows by
-    recognising a profile as a whole; with dropout no two rows show the same label set, so what
+    recognising a profile as a whole; with dropout rows rarely show the same label set, so what
     fits is the labels' individual meaning (`assets/adapters/README.md`).
     """
     if keep >= 1:
