@@ -220,7 +220,7 @@ def test_ref_cache_keeps_the_reference_pass_for_the_next_run(tmp_path, monkeypat
     assert len(entries) == info["n_train_rows"] == len(first.train_dataset) > 0
     # mark one entry: the next run must take its values from the cache, not recompute them
     row = first.train_dataset[0]
-    key = first._ref_cache_keys([row], first.data_collator([row]), False)[0]
+    key = first._ref_cache_keys(first.data_collator([row]), None)[0]
     entry = torch.load(first._ref_cache_path(key), weights_only=True)
     assert entry["chosen"] == pytest.approx(row["ref_chosen_logps"])
     torch.save(dict(entry, chosen=entry["chosen"] - 100.0), first._ref_cache_path(key))

@@ -473,10 +473,10 @@ def _trainer_class():
                     self._signature_columns.append(col)
 
         def _get_train_sampler(self, train_dataset=None):
-            dataset = self.train_dataset if train_dataset is None else train_dataset
             if not self.pair_batches:
                 return super()._get_train_sampler(train_dataset)
-            return PairedSampler(dataset["pair_key"], self.args.per_device_train_batch_size, self.args.seed)
+            keys = (self.train_dataset if train_dataset is None else train_dataset)["pair_key"]
+            return PairedSampler(keys, self.args.per_device_train_batch_size, self.args.seed)
 
         def _groups(self, inputs):
             return [Group(p, [c, r]) for p, c, r in
@@ -504,13 +504,13 @@ def _trainer_class():
                 groups.append(Group(self.data_collator.truncate_prompt(list(ids), c, r), [c, r]))
             return groups
 
-        def _ref_cache_keys(self, rows, inputs, separate_ref: bool) -> list[str]:
+        def _ref_cache_keys(self, inputs, ref_groups) -> list[str]:
             """One key per row: the base model's fingerprint, the autocast mode, the capture layer and
             the exact token ids the reference pass scores (after truncation), so a changed row or
             model misses."""
             if self._fingerprint is None:
                 self._fingerprint = model_fingerprint(self.accelerator.unwrap_model(self.model))
-            refs = [g.prompt for g in self._ref_groups(rows, inputs)] if separate_ref else [None] * len(rows)
+            refs = [g.prompt for g in ref_groups] if ref_groups else [None] * len(inputs["prompt_ids"])
             return [hashlib.sha256(json.dumps([self._fingerprint, self.accelerator.mixed_precision,
                                                self.frozen_start, list(map(int, p)),
                                                list(map(int, c)), list(map(int, r)),
@@ -552,7 +552,8 @@ def _trainer_class():
                           disable=bool(os.environ.get("TQDM_DISABLE", ""))):
                 rows = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
                 inputs = self.data_collator(rows)
-                keys = self._ref_cache_keys(rows, inputs, separate_ref) if self.ref_cache else None
+                ref_groups = self._ref_groups(rows, inputs) if separate_ref else None
+                keys = self._ref_cache_keys(inputs, ref_groups) if self.ref_cache else None
                 hits = [self._ref_cache_load(k) for k in keys] if keys else []
                 if keys and all(h is not None for h in hits):
                     logps = torch.tensor([x for h in hits for x in (h["chosen"], h["rejected"])])
@@ -563,8 +564,8 @@ def _trainer_class():
                         if self.frozen_start is not None:
                             logps, frozen = prefix_shared_logps(self.model, self._groups(inputs), pad_id=self._pad,
                                                                 capture_layer=self.frozen_start)
-                        if separate_ref:
-                            logps = prefix_shared_logps(self.model, self._ref_groups(rows, inputs), pad_id=self._pad)
+                        if ref_groups:
+                            logps = prefix_shared_logps(self.model, ref_groups, pad_id=self._pad)
                     for key, c, r, f in zip(keys or [], logps[0::2].tolist(), logps[1::2].tolist(), frozen):
                         self._ref_cache_save(key, c, r, f)
                 if self.frozen_start is not None:
