@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import pytest
 
@@ -122,14 +123,19 @@ def test_main_writes_safetensors_adapter_and_log(tmp_path, monkeypatch):
     assert "rewards/accuracies" in saved and saved["machine"]["cpu_count"]
 
 
-def test_prefix_sharing_matches_trl_concatenated_forward(tmp_path, monkeypatch):
-    """Same reference log-probs and the same first loss as TRL's own forward (fp32, same rows)."""
+@pytest.mark.parametrize("losses", [
+    (),
+    ("--loss_type", "sigmoid", "sft", "ipo", "apo_zero", "--loss_weights", "1", "0.5", "0.01", "1", "--max_steps", "2"),
+], ids=["sigmoid", "mixed"])
+def test_prefix_sharing_matches_trl_concatenated_forward(tmp_path, monkeypatch, losses):
+    """Same reference log-probs and the same losses as TRL's own forward (fp32, same rows). The
+    mixed run also compares its second step, after the LoRA weights have moved."""
     torch = pytest.importorskip("torch")
     monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
     results = {}
     for sharing in ("true", "false"):
         a, d, _ = train.parse_args(_argv(tmp_path, "--precision", "fp32", "--bf16", "false",
-                                          "--per_device_train_batch_size", "4", "--max_steps", "1",
+                                          "--per_device_train_batch_size", "4", "--max_steps", "1", *losses,
                                           "--logging_steps", "1", "--lora_top_layers", "2", "--max_length", "512",
                                           "--disable_tqdm", "true", "--prefix_sharing", sharing,
                                           "--train_sampling_strategy", "sequential"))
@@ -138,15 +144,36 @@ def test_prefix_sharing_matches_trl_concatenated_forward(tmp_path, monkeypatch):
         ds = trainer.train_dataset
         ref = torch.tensor(list(ds["ref_chosen_logps"]) + list(ds["ref_rejected_logps"]))
         trainer.train()
-        loss = [h for h in trainer.state.log_history if "loss" in h][0]
-        results[sharing] = (ref, loss)
-    ref_shared, log_shared = results["true"]
-    ref_trl, log_trl = results["false"]
+        results[sharing] = (ref, [h for h in trainer.state.log_history if "loss" in h])
+    ref_shared, logs_shared = results["true"]
+    ref_trl, logs_trl = results["false"]
     assert torch.allclose(ref_shared, ref_trl, rtol=1e-4, atol=1e-3)
-    # LoRA B starts at zero, so the first loss is ln 2 on both paths; the logged log-probs must agree
-    assert log_shared["loss"] == pytest.approx(log_trl["loss"], abs=1e-4)
-    assert log_shared["logps/chosen"] == pytest.approx(log_trl["logps/chosen"], rel=1e-4)
-    assert log_shared["logps/rejected"] == pytest.approx(log_trl["logps/rejected"], rel=1e-4)
+    assert len(logs_shared) == len(logs_trl) == (2 if losses else 1)
+    if not losses:  # LoRA B starts at zero, so the first sigmoid loss is ln 2 on both paths
+        assert logs_shared[0]["loss"] == pytest.approx(0.6931, abs=1e-4)
+    for shared, trl in zip(logs_shared, logs_trl):
+        assert shared["loss"] == pytest.approx(trl["loss"], rel=1e-3, abs=1e-4)
+        assert shared["logps/chosen"] == pytest.approx(trl["logps/chosen"], rel=1e-4)
+        assert shared["logps/rejected"] == pytest.approx(trl["logps/rejected"], rel=1e-4)
+
+
+def test_preference_loss_formulas_by_hand():
+    torch = pytest.importorskip("torch")
+    c, r = torch.tensor([-10.0, -20.0]), torch.tensor([-12.0, -18.0])
+    rc, rr = torch.tensor([-11.0, -20.0]), torch.tensor([-11.0, -19.0])
+    nc, nr = torch.tensor([5, 10]), torch.tensor([4, 8])
+    f = lambda types, weights=None: float(train.preference_loss(types, weights, 0.5, c, r, rc, rr, nc, nr))
+    # log-ratios: chosen (1, 0), rejected (-1, 1); margins (2, -1)
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    assert f(["sigmoid"]) == pytest.approx((-math.log(sig(1.0)) - math.log(sig(-0.5))) / 2)
+    assert f(["sft"]) == pytest.approx(30 / 15)
+    assert f(["apo_zero"]) == pytest.approx(((1 - sig(0.5)) + sig(-0.5) + (1 - sig(0.0)) + sig(0.5)) / 2)
+    assert f(["ipo"]) == pytest.approx(((1 / 5 + 1 / 4 - 1) ** 2 + (0 - 1 / 8 - 1) ** 2) / 2)
+    assert f(["sigmoid", "sft"], [1.0, 0.25]) == pytest.approx(f(["sigmoid"]) + 0.25 * f(["sft"]))
+    with pytest.raises(ValueError, match="exo_pair"):
+        f(["exo_pair"])
+    with pytest.raises(ValueError, match="2 loss types"):
+        f(["sigmoid", "sft"], [1.0])
 
 
 def test_ica_prompt_reference_scores_responses_after_the_ica_prompt(tmp_path, monkeypatch):

@@ -68,7 +68,7 @@ class AlignXTrainArguments:
         threads (`int`, *optional*): torch intra-op threads.
         prefix_sharing (`bool`, defaults to `True`): one prompt forward per pair, chosen and rejected
             continue from its KV cache (`alignx.logprobs`); falls back to TRL's concatenated
-            forward for losses other than sigmoid DPO.
+            forward for loss types outside `FAST_LOSSES`.
         cache_lower_layers (`bool`, defaults to `True`): with ``lora_top_layers``, prefix sharing and
             precomputed reference log-probs, the reference pass also keeps the states entering the
             first adapter layer (the layers below compute the same states whatever the adapter's
@@ -114,7 +114,8 @@ class AlignXTrainArguments:
     demo_only_prob: float = field(default=0.1, metadata={"help": "P(DEMO-only draw) when demographics exist."})
     threads: int | None = field(default=None, metadata={"help": "torch intra-op threads."})
     prefix_sharing: bool = field(default=True, metadata={
-        "help": "Run each pair's prompt once; chosen and rejected reuse its KV cache (sigmoid DPO)."})
+        "help": "Run each pair's prompt once; chosen and rejected reuse its KV cache (loss types: sigmoid, "
+                "hinge, ipo, robust, nca_pair, bco_pair, apo_zero, apo_down, sft, sigmoid_norm)."})
     cache_lower_layers: bool = field(default=True, metadata={
         "help": "With lora_top_layers and prefix sharing: keep the output of the layers below the adapter from "
                 "the reference pass, so training steps run only the adapter's layers (exact)."})
@@ -365,10 +366,68 @@ class PrefixSharingCollator:
         return batch
 
 
+# TRL's per-pair losses that the prefix-sharing forward implements (`preference_loss`)
+FAST_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "nca_pair", "bco_pair", "apo_zero", "apo_down", "sft",
+               "sigmoid_norm")
+
+
+def preference_loss(loss_types, loss_weights, beta: float, chosen_logps, rejected_logps, ref_chosen, ref_rejected,
+                    chosen_tokens, rejected_tokens, label_smoothing: float = 0.0):
+    """The weighted sum of TRL `DPOTrainer` losses (same formulas, same names) from summed response
+    log-probs, their reference values and the response token counts. ``"sft"`` is TRL's: the mean
+    negative log-likelihood per chosen token over the batch. Returns a scalar tensor.
+
+    Raises:
+        ValueError: a loss type outside `FAST_LOSSES`, or a weight count that does not match.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    loss_types = list(loss_types)
+    weights = list(loss_weights) if loss_weights else [1.0] * len(loss_types)
+    if len(weights) != len(loss_types):
+        raise ValueError(f"{len(weights)} loss_weights for {len(loss_types)} loss types {loss_types}")
+    chosen_lr, rejected_lr = chosen_logps - ref_chosen, rejected_logps - ref_rejected
+    delta = chosen_lr - rejected_lr
+    n_c = chosen_tokens.to(chosen_logps).clamp(min=1.0)
+    n_r = rejected_tokens.to(chosen_logps).clamp(min=1.0)
+    total = 0.0
+    for kind, weight in zip(loss_types, weights):
+        if kind == "sigmoid":
+            per = -F.logsigmoid(beta * delta)
+        elif kind == "hinge":
+            per = torch.relu(1 - beta * delta)
+        elif kind == "ipo":  # per-token log-ratios, as TRL (and the IPO authors) normalise
+            per = (chosen_lr / n_c - rejected_lr / n_r - 1 / (2 * beta)) ** 2
+        elif kind == "robust":
+            per = (-(1 - label_smoothing) * F.logsigmoid(beta * delta)
+                   + label_smoothing * F.logsigmoid(-beta * delta)) / (1 - 2 * label_smoothing)
+        elif kind == "nca_pair":
+            per = (-F.logsigmoid(beta * chosen_lr) - 0.5 * F.logsigmoid(-beta * chosen_lr)
+                   - 0.5 * F.logsigmoid(-beta * rejected_lr))
+        elif kind == "bco_pair":
+            per = -F.logsigmoid(beta * chosen_lr) - F.logsigmoid(-beta * rejected_lr)
+        elif kind == "apo_zero":
+            per = 1 - torch.sigmoid(beta * chosen_lr) + torch.sigmoid(beta * rejected_lr)
+        elif kind == "apo_down":
+            per = torch.sigmoid(beta * chosen_lr) + 1 - torch.sigmoid(beta * delta)
+        elif kind == "sft":
+            per = (-chosen_logps.sum() / n_c.sum()).expand(len(chosen_logps))
+        elif kind == "sigmoid_norm":
+            per = -F.logsigmoid(beta * (chosen_lr / n_c - rejected_lr / n_r))
+        else:
+            raise ValueError(f"loss_type {kind!r} is not one the prefix-sharing forward implements "
+                             f"({', '.join(FAST_LOSSES)})")
+        total = total + per.mean() * weight
+    return total
+
+
 def prefix_sharing_supported(training_args) -> str | None:
     """Why the prefix-sharing forward cannot run with these `DPOConfig` settings (None: it can)."""
-    if list(training_args.loss_type) != ["sigmoid"]:
-        return f"loss_type {training_args.loss_type} (prefix sharing implements sigmoid DPO)"
+    if other := [t for t in training_args.loss_type if t not in FAST_LOSSES]:
+        return f"loss_type {other} (prefix sharing implements {', '.join(FAST_LOSSES)})"
+    if getattr(training_args, "use_weighting", False):
+        return "use_weighting"
     if getattr(training_args, "ld_alpha", None) is not None:
         return "ld_alpha is set"
     if getattr(training_args, "f_divergence_type", "reverse_kl") not in ("reverse_kl", "FDivergenceType.REVERSE_KL"):
@@ -387,7 +446,7 @@ def reference_prompt_unsupported(args: AlignXTrainArguments, training_args, pref
     if not training_args.precompute_ref_log_probs:
         return "it is computed in the precomputed reference pass; set precompute_ref_log_probs true"
     if not prefix_sharing:
-        return "it needs the prefix-sharing forward (prefix_sharing true, sigmoid DPO loss)"
+        return f"it needs the prefix-sharing forward (prefix_sharing true, loss types among {', '.join(FAST_LOSSES)})"
     return None
 
 
@@ -424,7 +483,6 @@ def model_fingerprint(model) -> str:
 
 def _trainer_class():
     import torch
-    import torch.nn.functional as F
     from trl import DPOTrainer
 
     from alignx.logprobs import Frozen, Group, frozen_logps, prefix_shared_logps
@@ -448,10 +506,10 @@ def _trainer_class():
 
         With ``prefix_sharing=True`` (and a `PrefixSharingCollator`), each pair's prompt runs once
         and chosen and rejected continue from its KV cache, in the policy forward and in the
-        reference log-prob precompute. The loss and the logged metrics are TRL's sigmoid DPO
-        ones (``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``,
-        ``rewards/margins``, ``logps/chosen``, ``logps/rejected``), averaged over rows (TRL averages
-        over batches).
+        reference log-prob precompute. The loss is TRL's (`preference_loss`: sigmoid DPO and the
+        other types in `FAST_LOSSES`, weighted by ``loss_weights``). The logged metrics are TRL's
+        (``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``, ``rewards/margins``,
+        ``logps/chosen``, ``logps/rejected``), averaged over rows (TRL averages over batches).
         """
 
         def __init__(self, *args, prefix_sharing: bool = False, frozen_start: int | None = None,
@@ -595,7 +653,10 @@ def _trainer_class():
                 ref_chosen, ref_rejected = self.compute_ref_log_probs(model, inputs)
             chosen_logratios = chosen_logps - ref_chosen
             rejected_logratios = rejected_logps - ref_rejected
-            loss = -F.logsigmoid(self.beta * (chosen_logratios - rejected_logratios)).mean()
+            count = lambda key: torch.tensor([len(x) for x in inputs[key]], device=chosen_logps.device)
+            loss = preference_loss(self.args.loss_type, self.args.loss_weights, self.beta, chosen_logps,
+                                   rejected_logps, ref_chosen, ref_rejected, count("chosen_ids"),
+                                   count("rejected_ids"), self.args.label_smoothing)
             chosen_rewards = self.beta * chosen_logratios.detach()
             rejected_rewards = self.beta * rejected_logratios.detach()
             # one value per row, not per batch: TRL's `log` averages the list, so a short last batch
