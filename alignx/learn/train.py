@@ -44,6 +44,9 @@ from alignx.learn.data import REFERENCES, pair_keys, paired_order
 
 ALIASES = {"--out": "--output_dir", "--epochs": "--num_train_epochs", "--lr": "--learning_rate"}
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+# TRL's per-pair losses that the prefix-sharing forward implements (`preference_loss`)
+FAST_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "nca_pair", "bco_pair", "apo_zero", "apo_down", "sft",
+               "sigmoid_norm")
 
 
 @dataclass
@@ -114,8 +117,8 @@ class AlignXTrainArguments:
     demo_only_prob: float = field(default=0.1, metadata={"help": "P(DEMO-only draw) when demographics exist."})
     threads: int | None = field(default=None, metadata={"help": "torch intra-op threads."})
     prefix_sharing: bool = field(default=True, metadata={
-        "help": "Run each pair's prompt once; chosen and rejected reuse its KV cache (loss types: sigmoid, "
-                "hinge, ipo, robust, nca_pair, bco_pair, apo_zero, apo_down, sft, sigmoid_norm)."})
+        "help": f"Run each pair's prompt once; chosen and rejected reuse its KV cache (loss types: "
+                f"{', '.join(FAST_LOSSES)})."})
     cache_lower_layers: bool = field(default=True, metadata={
         "help": "With lora_top_layers and prefix sharing: keep the output of the layers below the adapter from "
                 "the reference pass, so training steps run only the adapter's layers (exact)."})
@@ -364,11 +367,6 @@ class PrefixSharingCollator:
         if "row_id" in examples[0]:
             batch["row_id"] = [int(e["row_id"]) for e in examples]
         return batch
-
-
-# TRL's per-pair losses that the prefix-sharing forward implements (`preference_loss`)
-FAST_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "nca_pair", "bco_pair", "apo_zero", "apo_down", "sft",
-               "sigmoid_norm")
 
 
 def preference_loss(loss_types, loss_weights, beta: float, chosen_logps, rejected_logps, ref_chosen, ref_rejected,
