@@ -11,7 +11,10 @@ prints that bound too.
         --method pba --data friendly_unfriendly.json --split psoups_friendly_unfriendly \\
         --augment swap --limit 64
 
-Everything after the adapter folder is the training command's arguments.
+Everything after the adapter folder is the training command's arguments, plus ``--rows
+validation`` to score the run's validation rows (``--validation_per_persona``) instead. Split by
+kind, these give the two held-out figures in advance: the ``original`` accuracy is the true-persona
+accuracy, and one minus the ``swap`` accuracy approximates the swapped-persona accuracy.
 """
 
 from __future__ import annotations
@@ -40,10 +43,21 @@ def main(argv: list[str]) -> dict:
     if not argv or argv[0].startswith("-"):
         raise SystemExit(__doc__)
     adapter, *train_argv = argv
+    which = "train"
+    if "--rows" in train_argv:
+        at = train_argv.index("--rows")
+        which = train_argv[at + 1] if at + 1 < len(train_argv) else ""
+        if which not in ("train", "validation"):
+            raise SystemExit(f"--rows takes train or validation, not {which!r}")
+        del train_argv[at:at + 2]
     args, training_args, _ = train.parse_args(train_argv)
+    if which == "validation" and not args.validation_per_persona:
+        raise SystemExit("--rows validation needs the run's --validation_per_persona")
     torch.set_num_threads(args.threads or torch.get_num_threads())
     model, tokenizer, source, _ = train.load_model(args, "cpu")
-    rows, _, _ = train.build_rows(args, tokenizer, train.prompt_style(args, source), training_args.seed)
+    rows, val_rows, _ = train.build_rows(args, tokenizer, train.prompt_style(args, source), training_args.seed)
+    if which == "validation":
+        rows = val_rows
     model = PeftModel.from_pretrained(model, adapter).eval()
 
     sides = defaultdict(Counter)  # triple -> how often each response is the chosen one

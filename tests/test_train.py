@@ -174,6 +174,40 @@ def test_preference_loss_formulas_by_hand():
         f(["exo_pair"])
     with pytest.raises(ValueError, match="2 loss types"):
         f(["sigmoid", "sft"], [1.0])
+    # sft over the rows weighted 1 only (--sft_rows): row 2 alone gives 20 nats over 10 tokens
+    masked = lambda w: float(train.preference_loss(["sft"], None, 0.5, c, r, rc, rr, nc, nr, sft_weight=torch.tensor(w)))
+    assert masked([0.0, 1.0]) == pytest.approx(20 / 10)
+    assert masked([1.0, 1.0]) == pytest.approx(f(["sft"]))
+    assert masked([0.0, 0.0]) == 0.0
+
+
+def test_sft_rows_counts_only_the_chosen_kinds(tmp_path, monkeypatch):
+    """``--sft_rows original``: the rows carry an sft weight by kind, the collator hands it to the
+    loss, and settings under which it would be ignored are refused before the model loads."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    base = ("--method", "ica", "--augment", "swap", "--per_device_train_batch_size", "4", "--max_steps", "1",
+            "--lora_top_layers", "2", "--max_length", "512", "--disable_tqdm", "true")
+    for extra, msg in [(("--loss_type", "sigmoid", "sft", "--sft_rows", "origin"), "unknown row kind"),
+                       (("--sft_rows", "original"), "has no sft"),
+                       (("--loss_type", "sigmoid", "sft", "--sft_rows", "original", "--prefix_sharing", "false"),
+                        "prefix-sharing forward")]:
+        a, d, _ = train.parse_args(_argv(tmp_path, *base, *extra))
+        with pytest.raises(ValueError, match=msg):
+            train.build_trainer(a, d)
+    a, d, _ = train.parse_args(_argv(tmp_path, *base, "--loss_type", "sigmoid", "sft", "--loss_weights", "0", "1",
+                                      "--sft_rows", "original"))
+    trainer, _ = train.build_trainer(a, d)
+    rows, _, _ = train.build_rows(a, trainer.processing_class, "chat", d.seed)
+    assert {r["kind"] for r in rows} == {"original", "swap"}
+    assert trainer.train_dataset["sft_weight"] == [float(r["kind"] == "original") for r in rows]
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    chosen, _ = trainer._pair_logps(trainer.model, batch)
+    w = batch["sft_weight"]
+    tokens = torch.tensor([len(x) for x in batch["chosen_ids"]], dtype=torch.float)
+    expected = -(w * chosen).sum() / (w * tokens).sum().clamp(min=1.0)
+    loss = trainer._compute_loss(trainer.model, batch, False).detach()
+    assert float(loss) == pytest.approx(float(expected.detach()), rel=1e-5)
 
 
 def test_ica_prompt_reference_scores_responses_after_the_ica_prompt(tmp_path, monkeypatch):
@@ -234,8 +268,8 @@ def test_pair_batches_put_each_original_row_and_its_swap_in_one_batch(tmp_path, 
 
 def test_ref_cache_keeps_the_reference_pass_for_the_next_run(tmp_path, monkeypatch):
     """``--ref_cache DIR``: the first run writes one entry per row (log-probs and lower-layer states);
-    a second run on the same rows reads them instead of running the pass, and a row whose tokens
-    change misses."""
+    a second run on the same rows reads them instead of running the pass, a batch with one missing
+    entry recomputes only that row, and a row whose tokens change misses."""
     torch = pytest.importorskip("torch")
     monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
     cache = tmp_path / "ref_cache"
@@ -258,6 +292,14 @@ def test_ref_cache_keeps_the_reference_pass_for_the_next_run(tmp_path, monkeypat
     assert torch.equal(f1.prompt, f2.prompt) and all(torch.equal(x, y) for x, y in zip(f1.responses, f2.responses))
     second.train()  # trains from the cached states
     assert len(sorted(cache.glob("*/*.pt"))) == len(entries)  # nothing recomputed, nothing new
+    # a partial hit: with the entry of the marked row's batch-mate gone, only that row is recomputed
+    mate = first.train_dataset[1]
+    mate_path = first._ref_cache_path(first._ref_cache_keys(first.data_collator([mate]), None)[0])
+    mate_path.unlink()
+    third, _ = train.build_trainer(a, d)
+    assert third.train_dataset["ref_chosen_logps"][0] == pytest.approx(row["ref_chosen_logps"] - 100.0)
+    assert third.train_dataset["ref_chosen_logps"][1] == pytest.approx(mate["ref_chosen_logps"], abs=1e-4)
+    assert mate_path.exists() and len(sorted(cache.glob("*/*.pt"))) == len(entries)
     a, d, _ = train.parse_args(_argv(tmp_path, *argv, "--lora_top_layers", "3"))  # other states: other keys
     train.build_trainer(a, d)
     assert len(sorted(cache.glob("*/*.pt"))) == 2 * len(entries)

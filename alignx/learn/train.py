@@ -139,6 +139,10 @@ class AlignXTrainArguments:
     ref_cache: str | None = field(default=None, metadata={
         "help": "A folder that keeps each row's reference log-probs and lower-layer states, so later runs on "
                 "the same rows and model skip the reference pass (with the lower-layer cache or ica-prompt)."})
+    sft_rows: str = field(default="", metadata={
+        "help": "With an sft term in --loss_type: the row kinds whose chosen response it counts (comma list of "
+                "original, swap, contrast; empty: every row, as TRL). 'original' teaches the persona's own style "
+                "without also raising the plain answers that the swap rows choose."})
     prompt_grad: bool = field(default=True, metadata={
         "help": "Backpropagate through the prompt's keys and values; false trains through the response "
                 "tokens only (faster, an approximation)."})
@@ -366,14 +370,17 @@ class PrefixSharingCollator:
                 batch[key] = torch.tensor([float(e[key]) for e in examples])
         if "row_id" in examples[0]:
             batch["row_id"] = [int(e["row_id"]) for e in examples]
+        if "sft_weight" in examples[0]:
+            batch["sft_weight"] = torch.tensor([float(e["sft_weight"]) for e in examples])
         return batch
 
 
 def preference_loss(loss_types, loss_weights, beta: float, chosen_logps, rejected_logps, ref_chosen, ref_rejected,
-                    chosen_tokens, rejected_tokens, label_smoothing: float = 0.0):
+                    chosen_tokens, rejected_tokens, label_smoothing: float = 0.0, sft_weight=None):
     """The weighted sum of TRL `DPOTrainer` losses (same formulas, same names) from summed response
     log-probs, their reference values and the response token counts. ``"sft"`` is TRL's: the mean
-    negative log-likelihood per chosen token over the batch. Returns a scalar tensor.
+    negative log-likelihood per chosen token over the batch; with ``sft_weight`` (one 0/1 value per
+    row) only over the rows weighted 1, and 0 for a batch without any. Returns a scalar tensor.
 
     Raises:
         ValueError: a loss type outside `FAST_LOSSES`, or a weight count that does not match.
@@ -410,7 +417,8 @@ def preference_loss(loss_types, loss_weights, beta: float, chosen_logps, rejecte
         elif kind == "apo_down":
             per = torch.sigmoid(beta * chosen_lr) + 1 - torch.sigmoid(beta * delta)
         elif kind == "sft":
-            per = (-chosen_logps.sum() / n_c.sum()).expand(len(chosen_logps))
+            w = torch.ones_like(chosen_logps) if sft_weight is None else sft_weight.to(chosen_logps)
+            per = (-(w * chosen_logps).sum() / (w * n_c).sum().clamp(min=1.0)).expand(len(chosen_logps))
         elif kind == "sigmoid_norm":
             per = -F.logsigmoid(beta * (chosen_lr / n_c - rejected_lr / n_r))
         else:
@@ -435,6 +443,28 @@ def prefix_sharing_supported(training_args) -> str | None:
     if getattr(training_args, "use_liger_kernel", False):
         return "use_liger_kernel"
     return None
+
+
+ROW_KINDS = ("original", "swap", "contrast")
+
+
+def sft_rows_kinds(args: AlignXTrainArguments, training_args, prefix_sharing: bool) -> list[str] | None:
+    """The row kinds of ``--sft_rows`` (None: every row).
+
+    Raises:
+        ValueError: an unknown kind, no ``sft`` in ``loss_type``, or TRL's forward (which would ignore it).
+    """
+    kinds = [k.strip() for k in args.sft_rows.split(",") if k.strip()]
+    if not kinds:
+        return None
+    if unknown := [k for k in kinds if k not in ROW_KINDS]:
+        raise ValueError(f"sft_rows: unknown row kind(s) {', '.join(unknown)}; valid: {', '.join(ROW_KINDS)}")
+    if "sft" not in training_args.loss_type:
+        raise ValueError("sft_rows selects the rows of the sft loss, but --loss_type has no sft")
+    if not prefix_sharing:
+        raise ValueError(f"sft_rows needs the prefix-sharing forward (prefix_sharing true, loss types among "
+                         f"{', '.join(FAST_LOSSES)})")
+    return kinds
 
 
 def reference_prompt_unsupported(args: AlignXTrainArguments, training_args, prefix_sharing: bool) -> str | None:
@@ -610,20 +640,25 @@ def _trainer_class():
                 inputs = self.data_collator(rows)
                 ref_groups = self._ref_groups(rows, inputs) if separate_ref else None
                 keys = self._ref_cache_keys(inputs, ref_groups) if self.ref_cache else None
-                hits = [self._ref_cache_load(k) for k in keys] if keys else []
-                if keys and all(h is not None for h in hits):
-                    logps = torch.tensor([x for h in hits for x in (h["chosen"], h["rejected"])])
-                    frozen = [Frozen(h["prompt"], h["responses"]) if "prompt" in h else None for h in hits]
-                else:
+                hits = [self._ref_cache_load(k) for k in keys] if keys else [None] * len(rows)
+                todo = [j for j, h in enumerate(hits) if h is None]  # only the rows the cache misses
+                pairs = [(h["chosen"], h["rejected"]) if h else None for h in hits]
+                frozen = [Frozen(h["prompt"], h["responses"]) if h and "prompt" in h else None for h in hits]
+                if todo:
+                    groups = self._groups(inputs)
                     with torch.no_grad(), unwrapped.disable_adapter(), self.accelerator.autocast():
-                        frozen = [None] * len(rows)
                         if self.frozen_start is not None:
-                            logps, frozen = prefix_shared_logps(self.model, self._groups(inputs), pad_id=self._pad,
-                                                                capture_layer=self.frozen_start)
+                            logps, new_frozen = prefix_shared_logps(self.model, [groups[j] for j in todo],
+                                                                    pad_id=self._pad, capture_layer=self.frozen_start)
+                            for j, f in zip(todo, new_frozen):
+                                frozen[j] = f
                         if ref_groups:
-                            logps = prefix_shared_logps(self.model, ref_groups, pad_id=self._pad)
-                    for key, c, r, f in zip(keys or [], logps[0::2].tolist(), logps[1::2].tolist(), frozen):
-                        self._ref_cache_save(key, c, r, f)
+                            logps = prefix_shared_logps(self.model, [ref_groups[j] for j in todo], pad_id=self._pad)
+                    for j, c, r in zip(todo, logps[0::2].tolist(), logps[1::2].tolist()):
+                        pairs[j] = (c, r)
+                        if keys:
+                            self._ref_cache_save(keys[j], c, r, frozen[j])
+                logps = torch.tensor([x for pair in pairs for x in pair])
                 if self.frozen_start is not None:
                     for row_id, f in zip(inputs["row_id"], frozen):
                         self._frozen[row_id] = f
@@ -654,7 +689,7 @@ def _trainer_class():
             count = lambda key: torch.tensor([len(x) for x in inputs[key]], device=chosen_logps.device)
             loss = preference_loss(self.args.loss_type, self.args.loss_weights, self.beta, chosen_logps,
                                    rejected_logps, ref_chosen, ref_rejected, count("chosen_ids"),
-                                   count("rejected_ids"), self.args.label_smoothing)
+                                   count("rejected_ids"), self.args.label_smoothing, inputs.get("sft_weight"))
             chosen_rewards = self.beta * chosen_logratios.detach()
             rejected_rewards = self.beta * rejected_logratios.detach()
             # one value per row, not per batch: TRL's `log` averages the list, so a short last batch
@@ -694,6 +729,7 @@ def build_trainer(args: AlignXTrainArguments, training_args):
         prefix_sharing = False
     if why := reference_prompt_unsupported(args, training_args, prefix_sharing):  # before any model work
         raise ValueError(f"reference={args.reference!r}: {why}")
+    sft_kinds = sft_rows_kinds(args, training_args, prefix_sharing)
     if args.pair_batches and training_args.per_device_train_batch_size % 2:
         raise ValueError("pair_batches needs an even per_device_train_batch_size, got "
                          f"{training_args.per_device_train_batch_size}")
@@ -703,6 +739,8 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     rows, val_rows, info = build_rows(args, tokenizer, style, training_args.seed)
     keep = ("prompt", "chosen", "rejected", *(("ref_prompt",) if args.reference == "ica-prompt" else ()))
     train_ds = Dataset.from_list([{k: r[k] for k in keep} for r in rows])
+    if sft_kinds:
+        train_ds = train_ds.add_column("sft_weight", [float(r["kind"] in sft_kinds) for r in rows])
     if args.pair_batches:
         keys = pair_keys(rows)
         if len(set(keys)) == len(keys):
@@ -710,6 +748,8 @@ def build_trainer(args: AlignXTrainArguments, training_args):
                   "them), so every batch is random pairs", file=sys.stderr)
         train_ds = train_ds.add_column("pair_key", keys)
     eval_ds = Dataset.from_list([{k: r[k] for k in keep} for r in val_rows]) if val_rows else None
+    if eval_ds is not None and sft_kinds:
+        eval_ds = eval_ds.add_column("sft_weight", [float(r["kind"] in sft_kinds) for r in val_rows])
     if eval_ds is None and training_args.eval_strategy != "no":
         training_args.eval_strategy = "no"
     if precision == "bf16" and device == "cpu":
