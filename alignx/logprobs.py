@@ -67,7 +67,7 @@ def _pad(rows: Sequence[torch.Tensor], fill, *, left: bool) -> tuple[torch.Tenso
 
 
 def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: bool = False,
-                        capture_layer: int | None = None):
+                        capture_layer: int | None = None, dists: bool = False):
     """Summed log p(response | prompt) for every response of every group, in order.
 
     Args:
@@ -77,11 +77,16 @@ def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: b
         route: pass each row's ``Group.adapter`` as peft's ``adapter_names``.
         capture_layer (`int`, *optional*): also return, per group, the hidden states entering decoder
             layer ``capture_layer`` (a `Frozen`), for `frozen_logps`.
+        dists (`bool`): also return, per response, the log-probability distributions over the
+            vocabulary that predict its tokens, ``(len(response), vocab)`` (not with ``capture_layer``).
 
     Returns:
         A float32 tensor of ``sum(len(g.responses))`` values, differentiable when grad is enabled;
-        with ``capture_layer``, the pair ``(logps, list[Frozen])``.
+        with ``capture_layer``, the pair ``(logps, list[Frozen])``; with ``dists``, the pair
+        ``(logps, list[Tensor])``.
     """
+    if dists and capture_layer is not None:
+        raise ValueError("dists and capture_layer cannot be combined")
     if not groups:
         return torch.zeros(0)
     for k, g in enumerate(groups):
@@ -133,6 +138,9 @@ def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: b
     elif capture_layer is not None:
         for j in range(n_rows):
             frozen[int(owner[j])].responses.append(torch.zeros(0, frozen[0].prompt.shape[-1]))
+    if dists:
+        rest = [logp[j, :len(r) - 1] for j, r in enumerate(responses)] if width_r > 1 else [first[:0]] * n_rows
+        return total, [torch.cat([first[int(k)][None], d]) for k, d in zip(owner, rest)]
     return (total, frozen) if capture_layer is not None else total
 
 
@@ -189,7 +197,7 @@ def top_layers(model, start: int):
 
 
 def frozen_logps(model, groups: Sequence[Group], frozen: Sequence[Frozen], *, pad_id: int, start: int,
-                 prompt_grad: bool = True) -> torch.Tensor:
+                 prompt_grad: bool = True, dists: bool = False):
     """`prefix_shared_logps` from frozen states: only decoder layers ``start:`` run.
 
     Each prompt but its last token runs once (the "head", with its KV cache); each response runs as
@@ -202,8 +210,12 @@ def frozen_logps(model, groups: Sequence[Group], frozen: Sequence[Frozen], *, pa
         groups, frozen: the token ids (for the targets) and the matching `Frozen` states.
         pad_id: the id used for padding. start: the first layer to run.
 
+        dists (`bool`): also return each response's ``(len(response), vocab)`` log-prob distributions,
+            as `prefix_shared_logps` does.
+
     Returns:
-        A float32 tensor of ``sum(len(g.responses))`` summed log-probs, in order.
+        A float32 tensor of ``sum(len(g.responses))`` summed log-probs, in order; with ``dists``,
+        the pair ``(logps, list[Tensor])``.
     """
     if len(groups) != len(frozen):
         raise ValueError(f"{len(groups)} groups but {len(frozen)} frozen states")
@@ -239,4 +251,7 @@ def frozen_logps(model, groups: Sequence[Group], frozen: Sequence[Frozen], *, pa
                        position_ids=pos.to(device), cache=cache, use_cache=True).logits
     logp = torch.log_softmax(logits.float(), dim=-1)
     token_logp = logp.gather(-1, targets.to(device).unsqueeze(-1)).squeeze(-1)
-    return (token_logp * tail_mask.to(device, dtype=token_logp.dtype)).sum(-1)
+    total = (token_logp * tail_mask.to(device, dtype=token_logp.dtype)).sum(-1)
+    if dists:
+        return total, [logp[j, :len(r)] for j, r in enumerate(responses)]
+    return total

@@ -2,7 +2,8 @@
 
 Rebuilds the training rows of a run from its own arguments (same seed, augmentations and limit),
 scores each with the adapter and with the base model on the same prompt, and prints the DPO
-implicit-reward accuracy per row kind. ``both_ways`` counts the rows whose (task, chosen,
+implicit-reward accuracy per row kind, and for records with both an original and a swap row the
+persona-swap study's directional rate. ``both_ways`` counts the rows whose (task, chosen,
 rejected) triple is also in the rows the other way round, under another persona's profile. An
 adapter blind to the persona gets at most the larger side of each such triple right; the script
 prints that bound too.
@@ -72,6 +73,7 @@ def main(argv: list[str]) -> dict:
         return Group(prompt, responses)
 
     margins = defaultdict(list)
+    policy_margin = defaultdict(dict)  # record -> kind -> the adapter's own chosen-minus-rejected log-prob
     for i in range(0, len(rows), 8):
         batch = rows[i:i + 8]
         groups = [group(r) for r in batch]
@@ -80,14 +82,23 @@ def main(argv: list[str]) -> dict:
             with model.disable_adapter():
                 reference = prefix_shared_logps(model, groups, pad_id=0)
         ratio = policy - reference
-        for row, m in zip(batch, (ratio[0::2] - ratio[1::2]).tolist()):
+        own = (policy[0::2] - policy[1::2]).tolist()
+        for row, m, p in zip(batch, (ratio[0::2] - ratio[1::2]).tolist(), own):
             margins[row["kind"]].append(m)
             if triple_key(row) in both_ways:
                 margins["both_ways"].append(m)
+            if row["kind"] in ("original", "swap"):
+                policy_margin[row["record_index"]][row["kind"]] = p
     out = {kind: {"n": len(v), "accuracy": sum(m > 0 for m in v) / len(v), "mean_margin_nats": sum(v) / len(v)}
            for kind, v in margins.items()}
     if both_ways:
         out["both_ways"]["persona_blind_max"] = sum(max(sides[k].values()) for k in both_ways)
+    # the swap study's directional rate: does the policy's own chosen-vs-rejected margin fall when
+    # the record's persona is swapped? (the swap row has the labels exchanged, hence the sum)
+    moved = [m["original"] + m["swap"] for m in policy_margin.values() if len(m) == 2]
+    if moved:
+        out["persona_swap"] = {"n": len(moved), "directional_rate": sum(x > 0 for x in moved) / len(moved),
+                               "mean_margin_shift_nats": sum(moved) / len(moved)}
     return out
 
 

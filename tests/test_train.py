@@ -201,13 +201,62 @@ def test_sft_rows_counts_only_the_chosen_kinds(tmp_path, monkeypatch):
     rows, _, _ = train.build_rows(a, trainer.processing_class, "chat", d.seed)
     assert {r["kind"] for r in rows} == {"original", "swap"}
     assert trainer.train_dataset["sft_weight"] == [float(r["kind"] == "original") for r in rows]
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    batch = next(iter(trainer.get_train_dataloader()))  # as training sees it, past remove_unused_columns
+    assert "sft_weight" in batch
     chosen, _ = trainer._pair_logps(trainer.model, batch)
     w = batch["sft_weight"]
     tokens = torch.tensor([len(x) for x in batch["chosen_ids"]], dtype=torch.float)
     expected = -(w * chosen).sum() / (w * tokens).sum().clamp(min=1.0)
     loss = trainer._compute_loss(trainer.model, batch, False).detach()
     assert float(loss) == pytest.approx(float(expected.detach()), rel=1e-5)
+
+
+def test_distill_stores_the_contrasted_teacher_and_adds_its_cross_entropy(tmp_path, monkeypatch):
+    """``--distill_weight``: the reference pass keeps, per response token, the teacher's top-k
+    distribution (the base model told the row user's style as a system message, contrasted with the
+    other style; checked against plain full forwards), the loss adds the weighted cross-entropy to
+    it, training logs it, and settings that cannot run it are refused before the model loads."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    base = ("--method", "ica", "--augment", "swap", "--per_device_train_batch_size", "2", "--max_steps", "2",
+            "--logging_steps", "1", "--lora_top_layers", "2", "--max_length", "512", "--disable_tqdm", "true")
+    a, d, _ = train.parse_args(_argv(tmp_path, *base, "--distill_weight", "1", "--prefix_sharing", "false"))
+    with pytest.raises(ValueError, match="distill_weight: .*prefix-sharing forward"):
+        train.build_trainer(a, d)
+    a, d, _ = train.parse_args(_argv(tmp_path, *base, "--distill_weight", "0.5", "--distill_alpha", "0.5",
+                                      "--distill_topk", "8"))
+    trainer, _ = train.build_trainer(a, d)
+    ds, tok, model = trainer.train_dataset, trainer.processing_class, trainer.model
+    styles = {r["ground_truth_persona"] for r in json.loads(TINY.read_text())}
+    for k in range(len(ds)):
+        row = ds[k]
+        own, other = ({s for s in styles if s in row[c]} for c in ("teacher_prompt", "teacher_other"))
+        assert len(own) == len(other) == 1 and own != other
+        assert "***Historical Behavior" not in row["teacher_prompt"]  # the style instead of the persona
+    row = ds[len(ds) - 1]
+    resp = list(row["rejected_ids"])
+    with torch.no_grad(), model.disable_adapter():
+        lp = []
+        for col in ("teacher_prompt", "teacher_other"):
+            ids = tok(text=row[col])["input_ids"]
+            logits = model(input_ids=torch.tensor([ids + resp])).logits[0, len(ids) - 1:-1]
+            lp.append(torch.log_softmax(logits.float(), -1))
+    z = torch.log_softmax(1.5 * lp[0] - 0.5 * lp[1], -1)
+    idx, logq = trainer._teacher[row["row_id"]][1]
+    assert idx.shape == logq.shape == (len(resp), 8)
+    assert torch.allclose(z.gather(-1, idx.long()), z.topk(8, -1).values, atol=1e-4)  # the top 8 tokens
+    assert torch.allclose(logq, torch.log_softmax(z.topk(8, -1).values, -1), atol=1e-4)
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        with_term = float(trainer._compute_loss(model, batch, False))
+        ce = trainer._metrics["train"]["distill/ce"][-1]
+        trainer.distill = None
+        without = float(trainer._compute_loss(model, batch, False))
+        trainer.distill = {"weight": 0.5, "alpha": 0.5, "topk": 8}
+    assert ce > 0 and with_term == pytest.approx(without + 0.5 * ce, rel=1e-5)
+    trainer.train()
+    logged = [h["distill/ce"] for h in trainer.state.log_history if "distill/ce" in h]
+    assert len(logged) == 2 and all(math.isfinite(x) and x > 0 for x in logged)
 
 
 def test_ica_prompt_reference_scores_responses_after_the_ica_prompt(tmp_path, monkeypatch):

@@ -24,7 +24,10 @@ never shows it). When the record has a non-empty ``Demographic Information``:
   ``demo_prob`` (default 0.5).
 
 Rows are ``{"prompt", "chosen", "rejected", "method", "record_index", "kind", "n_ugc", "n_pair",
-"demo"}``; ``kind`` is ``"original"`` or an augmentation (`persona_swap_rows`, `contrast_rows`).
+"demo", "task", "style"}``; ``kind`` is ``"original"`` or an augmentation (`persona_swap_rows`,
+`contrast_rows`), ``task`` the record's own prompt and ``style`` the ``ground_truth_persona`` of the
+user whose persona the row shows (None when the data has none; `alignx.learn.train`'s
+``distill_weight`` uses it as the teacher's instruction).
 With ``reference="ica-prompt"`` a row also has ``ref_prompt``: the ICA prompt with the row's whole
 persona, which is the reference prompt of the paper's alignment accuracy (§7.1,
 `alignx.learn.evaluate`). DPO against it trains the implicit reward that evaluation measures.
@@ -174,7 +177,7 @@ def format_row(record: Record, method: str, rng: random.Random, *, index: int, s
         raise ValueError(f"unknown method {method!r}; training formats 'ica' or 'pba'")
     row = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "method": method,
            "record_index": index, "kind": kind, "n_ugc": len(draw.ugc), "n_pair": len(draw.pairs),
-           "demo": draw.demographics is not None}
+           "demo": draw.demographics is not None, "task": record.prompt, "style": source.ground_truth_persona}
     if reference == "ica-prompt":
         row["ref_prompt"] = build_prompt("ica", record.prompt, persona=source.persona, style=style,
                                          tokenizer=tokenizer)

@@ -139,6 +139,16 @@ class AlignXTrainArguments:
     ref_cache: str | None = field(default=None, metadata={
         "help": "A folder that keeps each row's reference log-probs and lower-layer states, so later runs on "
                 "the same rows and model skip the reference pass (with the lower-layer cache or ica-prompt)."})
+    distill_weight: float = field(default=0.0, metadata={
+        "help": "Weight of the style-distillation term (0: off). Its teacher is the base model told the style of "
+                "the user whose persona a row shows (the record's ground_truth_persona, as a system message), "
+                "contrasted with another user's style by distill_alpha; the term is the cross-entropy from the "
+                "teacher's next-token distributions to the policy's, on every chosen and rejected token. Needs "
+                "ground_truth_persona in the data, a chat template and the precomputed prefix-sharing pass."})
+    distill_alpha: float = field(default=1.0, metadata={
+        "help": "The teacher's contrast: log-probs (1 + alpha) x own style - alpha x other style, renormalised."})
+    distill_topk: int = field(default=64, metadata={
+        "help": "Teacher tokens kept per position (the distribution renormalised over them)."})
     sft_rows: str = field(default="", metadata={
         "help": "With an sft term in --loss_type: the row kinds whose chosen response it counts (comma list of "
                 "original, swap, contrast; empty: every row, as TRL). 'original' teaches the persona's own style "
@@ -467,6 +477,42 @@ def sft_rows_kinds(args: AlignXTrainArguments, training_args, prefix_sharing: bo
     return kinds
 
 
+def distill_unsupported(args: AlignXTrainArguments, training_args, prefix_sharing: bool) -> str | None:
+    """Why ``distill_weight`` cannot run with these settings (None: it can, or it is off)."""
+    if not args.distill_weight:
+        return None
+    if args.distill_weight < 0 or args.distill_alpha < 0 or args.distill_topk < 1:
+        return "distill_weight and distill_alpha must be >= 0 and distill_topk >= 1"
+    if not training_args.precompute_ref_log_probs:
+        return "the teacher runs in the precomputed reference pass; set precompute_ref_log_probs true"
+    if not prefix_sharing:
+        return f"it needs the prefix-sharing forward (prefix_sharing true, loss types among {', '.join(FAST_LOSSES)})"
+    return None
+
+
+def teacher_prompts(rows: list[dict], tokenizer, seed: int) -> list[tuple[str, str]]:
+    """Per row, the distillation teacher's two prompts: the row's task after a system message with the
+    style of the user whose persona the row shows, and after another user's style (seeded choice).
+
+    Raises:
+        ValueError: a row without a style (no ``ground_truth_persona``), fewer than two styles, or a
+            tokenizer without a chat template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("distill_weight needs a backbone with a chat template (the style is a system message)")
+    if missing := sum(1 for r in rows if not r.get("style")):
+        raise ValueError(f"distill_weight needs every record's ground_truth_persona; {missing} rows have none")
+    styles = sorted({r["style"] for r in rows})
+    if len(styles) < 2:
+        raise ValueError("distill_weight needs at least two ground_truth_persona styles to contrast")
+    rng = random.Random(seed)
+    text = lambda style, task: tokenizer.apply_chat_template(
+        [{"role": "system", "content": style}, {"role": "user", "content": task}], tokenize=False,
+        add_generation_prompt=True)
+    return [(text(r["style"], r["task"]), text(rng.choice([s for s in styles if s != r["style"]]), r["task"]))
+            for r in rows]
+
+
 def reference_prompt_unsupported(args: AlignXTrainArguments, training_args, prefix_sharing: bool) -> str | None:
     """Why ``reference="ica-prompt"`` cannot run with these settings (None: it can)."""
     if args.reference == "method-prompt":
@@ -542,8 +588,11 @@ def _trainer_class():
 
         def __init__(self, *args, prefix_sharing: bool = False, frozen_start: int | None = None,
                      prompt_grad: bool = True, pair_batches: bool = False, ref_cache: str | None = None,
-                     **kwargs):
+                     distill: dict | None = None, **kwargs):
             self.pair_batches = pair_batches
+            self.distill = distill  # {"weight", "alpha", "topk"} or None
+            self._teacher: dict[int, list] = {}  # row_id -> [(token ids, log-probs)] for chosen, rejected
+            self._rows_seen = 0
             self.ref_cache = ref_cache
             self._fingerprint: str | None = None
             self.prefix_sharing = prefix_sharing
@@ -554,7 +603,7 @@ def _trainer_class():
 
         def _set_signature_columns_if_needed(self):
             super()._set_signature_columns_if_needed()
-            for col in ("length", "row_id", "pair_key"):
+            for col in ("length", "row_id", "pair_key", "sft_weight"):  # kept past remove_unused_columns
                 if col not in self._signature_columns:
                     self._signature_columns.append(col)
 
@@ -572,15 +621,46 @@ def _trainer_class():
         def _pad(self):
             return self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
 
-        def _pair_logps(self, model, inputs):
+        def _pair_logps(self, model, inputs, dists: bool = False):
             groups = self._groups(inputs)
             if self.frozen_start is not None and "row_id" in inputs:
                 frozen = [self._frozen[i] for i in inputs["row_id"]]
-                logps = frozen_logps(model, groups, frozen, pad_id=self._pad, start=self.frozen_start,
-                                     prompt_grad=self.prompt_grad)
+                out = frozen_logps(model, groups, frozen, pad_id=self._pad, start=self.frozen_start,
+                                   prompt_grad=self.prompt_grad, dists=dists)
             else:
-                logps = prefix_shared_logps(model, groups, pad_id=self._pad)
-            return logps[0::2], logps[1::2]
+                out = prefix_shared_logps(model, groups, pad_id=self._pad, dists=dists)
+            logps, d = out if dists else (out, None)
+            return (logps[0::2], logps[1::2], d) if dists else (logps[0::2], logps[1::2])
+
+        def _teacher_targets(self, rows, inputs) -> list[list]:
+            """Per row, for chosen and rejected: the top-k token ids and renormalised log-probs of the
+            teacher, ``(1 + alpha) log p(. | own style) - alpha log p(. | other style)`` at each
+            response position (the base model, the style as a system message before the task)."""
+            alpha, k = self.distill["alpha"], self.distill["topk"]
+            dists = {}
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            for col in ("teacher_prompt", "teacher_other"):
+                groups = [Group(list(self._tokenizer(text=row[col])["input_ids"]), [c, r])
+                          for row, c, r in zip(rows, inputs["chosen_ids"], inputs["rejected_ids"])]
+                with torch.no_grad(), unwrapped.disable_adapter(), self.accelerator.autocast():
+                    dists[col] = prefix_shared_logps(self.model, groups, pad_id=self._pad, dists=True)[1]
+            out = []
+            for own, other in zip(dists["teacher_prompt"], dists["teacher_other"]):
+                z = torch.log_softmax((1 + alpha) * own.float() - alpha * other.float(), dim=-1)
+                top = z.topk(min(k, z.shape[-1]), dim=-1)
+                out.append((top.indices.to(torch.int32).cpu(), torch.log_softmax(top.values, dim=-1).cpu()))
+            return [out[2 * i:2 * i + 2] for i in range(len(rows))]
+
+        def _distill_loss(self, dists, row_ids):
+            """Mean cross-entropy per response token from the stored teacher targets to ``dists``."""
+            total, tokens = 0.0, 0
+            for j, d in enumerate(dists):  # chosen and rejected of each row, in turn
+                idx, logq = self._teacher[row_ids[j // 2]][j % 2]
+                n = min(d.shape[0], idx.shape[0])
+                picked = d[:n].gather(-1, idx[:n].to(d.device, torch.long))
+                total = total - (logq[:n].to(d.device).exp() * picked).sum()
+                tokens += n
+            return total / max(tokens, 1)
 
         def _ref_groups(self, rows, inputs):
             """Reference groups from the rows' own ``ref_prompt`` texts and the collated responses."""
@@ -625,12 +705,13 @@ def _trainer_class():
             first adapter layer; with a ``ref_prompt`` column the reference scores the responses after
             that prompt (and the policy prompt runs once more, only for those states)."""
             separate_ref = "ref_prompt" in dataset.column_names
-            if self.frozen_start is None and not separate_ref:
+            if self.frozen_start is None and not separate_ref and not self.distill:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             from tqdm.auto import tqdm
 
-            if self.frozen_start is not None:
-                first = len(self._frozen)
+            if self.frozen_start is not None or self.distill:
+                first = self._rows_seen  # train and eval rows get distinct ids
+                self._rows_seen += len(dataset)
                 dataset = dataset.add_column("row_id", list(range(first, first + len(dataset))))
             unwrapped = self.accelerator.unwrap_model(self.model)
             chosen, rejected = [], []
@@ -652,6 +733,8 @@ def _trainer_class():
                                                                     pad_id=self._pad, capture_layer=self.frozen_start)
                             for j, f in zip(todo, new_frozen):
                                 frozen[j] = f
+                        elif not ref_groups:  # the teacher alone brought the pass here
+                            logps = prefix_shared_logps(self.model, [groups[j] for j in todo], pad_id=self._pad)
                         if ref_groups:
                             logps = prefix_shared_logps(self.model, [ref_groups[j] for j in todo], pad_id=self._pad)
                     for j, c, r in zip(todo, logps[0::2].tolist(), logps[1::2].tolist()):
@@ -662,6 +745,9 @@ def _trainer_class():
                 if self.frozen_start is not None:
                     for row_id, f in zip(inputs["row_id"], frozen):
                         self._frozen[row_id] = f
+                if self.distill:
+                    for row_id, targets in zip(inputs["row_id"], self._teacher_targets(rows, inputs)):
+                        self._teacher[row_id] = targets
                 chosen += logps[0::2].tolist()
                 rejected += logps[1::2].tolist()
             return dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
@@ -677,7 +763,11 @@ def _trainer_class():
             if not self.prefix_sharing:
                 return super()._compute_loss(model, inputs, return_outputs)
             mode = "train" if self.model.training else "eval"
-            chosen_logps, rejected_logps = self._pair_logps(model, inputs)
+            distill = self.distill and "row_id" in inputs
+            if distill:
+                chosen_logps, rejected_logps, dists = self._pair_logps(model, inputs, dists=True)
+            else:
+                chosen_logps, rejected_logps = self._pair_logps(model, inputs)
             if self.precompute_ref_logps:
                 device = chosen_logps.device
                 ref_chosen = inputs["ref_chosen_logps"].to(device)
@@ -690,6 +780,10 @@ def _trainer_class():
             loss = preference_loss(self.args.loss_type, self.args.loss_weights, self.beta, chosen_logps,
                                    rejected_logps, ref_chosen, ref_rejected, count("chosen_ids"),
                                    count("rejected_ids"), self.args.label_smoothing, inputs.get("sft_weight"))
+            if distill:
+                ce = self._distill_loss(dists, inputs["row_id"])
+                loss = loss + self.distill["weight"] * ce
+                self._metrics[mode]["distill/ce"].append(float(ce.detach()))
             chosen_rewards = self.beta * chosen_logratios.detach()
             rejected_rewards = self.beta * rejected_logratios.detach()
             # one value per row, not per batch: TRL's `log` averages the list, so a short last batch
@@ -730,6 +824,8 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     if why := reference_prompt_unsupported(args, training_args, prefix_sharing):  # before any model work
         raise ValueError(f"reference={args.reference!r}: {why}")
     sft_kinds = sft_rows_kinds(args, training_args, prefix_sharing)
+    if why := distill_unsupported(args, training_args, prefix_sharing):
+        raise ValueError(f"distill_weight: {why}")
     if args.pair_batches and training_args.per_device_train_batch_size % 2:
         raise ValueError("pair_batches needs an even per_device_train_batch_size, got "
                          f"{training_args.per_device_train_batch_size}")
@@ -741,6 +837,9 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     train_ds = Dataset.from_list([{k: r[k] for k in keep} for r in rows])
     if sft_kinds:
         train_ds = train_ds.add_column("sft_weight", [float(r["kind"] in sft_kinds) for r in rows])
+    if args.distill_weight:
+        own, other = zip(*teacher_prompts(rows + val_rows, tokenizer, training_args.seed))
+        train_ds = train_ds.add_column("teacher_prompt", own[:len(rows)]).add_column("teacher_other", other[:len(rows)])
     if args.pair_batches:
         keys = pair_keys(rows)
         if len(set(keys)) == len(keys):
@@ -750,6 +849,8 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     eval_ds = Dataset.from_list([{k: r[k] for k in keep} for r in val_rows]) if val_rows else None
     if eval_ds is not None and sft_kinds:
         eval_ds = eval_ds.add_column("sft_weight", [float(r["kind"] in sft_kinds) for r in val_rows])
+    if eval_ds is not None and args.distill_weight:
+        eval_ds = eval_ds.add_column("teacher_prompt", own[len(rows):]).add_column("teacher_other", other[len(rows):])
     if eval_ds is None and training_args.eval_strategy != "no":
         training_args.eval_strategy = "no"
     if precision == "bf16" and device == "cpu":
@@ -768,7 +869,9 @@ def build_trainer(args: AlignXTrainArguments, training_args):
                                processing_class=tokenizer, peft_config=peft_config, data_collator=collator,
                                prefix_sharing=prefix_sharing, frozen_start=frozen_start,
                                prompt_grad=args.prompt_grad, pair_batches=args.pair_batches,
-                               ref_cache=args.ref_cache)
+                               ref_cache=args.ref_cache,
+                               distill={"weight": args.distill_weight, "alpha": args.distill_alpha,
+                                        "topk": args.distill_topk} if args.distill_weight else None)
     trainer.train_dataset = _add_lengths(trainer.train_dataset)
     trainer.eval_dataset = _add_lengths(trainer.eval_dataset)  # length grouping samples eval batches too
     info.update(model_source=source, precision=precision, prompt_style=style, device=device,
