@@ -211,6 +211,22 @@ def test_sft_rows_counts_only_the_chosen_kinds(tmp_path, monkeypatch):
     assert float(loss) == pytest.approx(float(expected.detach()), rel=1e-5)
 
 
+def test_teacher_prompts_put_the_style_before_the_task_and_refuse_what_they_cannot_build():
+    from transformers import AutoTokenizer
+
+    from alignx.backbone import embedded_model_dir
+
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
+    rows = [{"task": "Name a fruit.", "style": "Be rude."}, {"task": "Add 2 and 2.", "style": "Be kind."}]
+    (own, other), _ = train.teacher_prompts(rows, tok, seed=0)
+    assert own.index("Be rude.") < own.index("Name a fruit.") and "Be kind." in other and "Be rude." not in other
+    assert own.rstrip().endswith("assistant")  # ready for the response
+    with pytest.raises(ValueError, match="1 rows have none"):
+        train.teacher_prompts([*rows, {"task": "x", "style": None}], tok, seed=0)
+    with pytest.raises(ValueError, match="at least two"):
+        train.teacher_prompts([rows[0], dict(rows[1], style="Be rude.")], tok, seed=0)
+
+
 def test_distill_stores_the_contrasted_teacher_and_adds_its_cross_entropy(tmp_path, monkeypatch):
     """``--distill_weight``: the reference pass keeps, per response token, the teacher's top-k
     distribution (the base model told the row user's style as a system message, contrasted with the
