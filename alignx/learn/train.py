@@ -629,8 +629,10 @@ def _trainer_class():
                                    prompt_grad=self.prompt_grad, dists=dists)
             else:
                 out = prefix_shared_logps(model, groups, pad_id=self._pad, dists=dists)
-            logps, d = out if dists else (out, None)
-            return (logps[0::2], logps[1::2], d) if dists else (logps[0::2], logps[1::2])
+            if dists:
+                logps, d = out
+                return logps[0::2], logps[1::2], d
+            return out[0::2], out[1::2]
 
         def _teacher_targets(self, rows, inputs) -> list[list]:
             """Per row, for chosen and rejected: the top-k token ids and renormalised log-probs of the
@@ -834,23 +836,25 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     style = prompt_style(args, source)
     rows, val_rows, info = build_rows(args, tokenizer, style, training_args.seed)
     keep = ("prompt", "chosen", "rejected", *(("ref_prompt",) if args.reference == "ica-prompt" else ()))
-    train_ds = Dataset.from_list([{k: r[k] for k in keep} for r in rows])
-    if sft_kinds:
-        train_ds = train_ds.add_column("sft_weight", [float(r["kind"] in sft_kinds) for r in rows])
-    if args.distill_weight:
-        own, other = zip(*teacher_prompts(rows + val_rows, tokenizer, training_args.seed))
-        train_ds = train_ds.add_column("teacher_prompt", own[:len(rows)]).add_column("teacher_other", other[:len(rows)])
+    teacher = teacher_prompts(rows + val_rows, tokenizer, training_args.seed) if args.distill_weight else None
+
+    def dataset(part: list[dict], start: int):
+        ds = Dataset.from_list([{k: r[k] for k in keep} for r in part])
+        if sft_kinds:
+            ds = ds.add_column("sft_weight", [float(r["kind"] in sft_kinds) for r in part])
+        if teacher:
+            own, other = zip(*teacher[start:start + len(part)])
+            ds = ds.add_column("teacher_prompt", list(own)).add_column("teacher_other", list(other))
+        return ds
+
+    train_ds = dataset(rows, 0)
     if args.pair_batches:
         keys = pair_keys(rows)
         if len(set(keys)) == len(keys):
             print("alignx train: --pair_batches: no original row has its swap row here (--augment swap adds "
                   "them), so every batch is random pairs", file=sys.stderr)
         train_ds = train_ds.add_column("pair_key", keys)
-    eval_ds = Dataset.from_list([{k: r[k] for k in keep} for r in val_rows]) if val_rows else None
-    if eval_ds is not None and sft_kinds:
-        eval_ds = eval_ds.add_column("sft_weight", [float(r["kind"] in sft_kinds) for r in val_rows])
-    if eval_ds is not None and args.distill_weight:
-        eval_ds = eval_ds.add_column("teacher_prompt", own[len(rows):]).add_column("teacher_other", other[len(rows):])
+    eval_ds = dataset(val_rows, len(rows)) if val_rows else None
     if eval_ds is None and training_args.eval_strategy != "no":
         training_args.eval_strategy = "no"
     if precision == "bf16" and device == "cpu":
