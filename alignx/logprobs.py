@@ -67,7 +67,7 @@ def _pad(rows: Sequence[torch.Tensor], fill, *, left: bool) -> tuple[torch.Tenso
 
 
 def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: bool = False,
-                        capture_layer: int | None = None, dists: bool = False):
+                        capture_layer: int | None = None, dists: bool = False, tokens: bool = False):
     """Summed log p(response | prompt) for every response of every group, in order.
 
     Args:
@@ -79,14 +79,16 @@ def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: b
             layer ``capture_layer`` (a `Frozen`), for `frozen_logps`.
         dists (`bool`): also return, per response, the log-probability distributions over the
             vocabulary that predict its tokens, ``(len(response), vocab)`` (not with ``capture_layer``).
+        tokens (`bool`): also return, per response, the log-prob of each of its tokens,
+            ``(len(response),)`` (the summands of its value; not with ``capture_layer`` or ``dists``).
 
     Returns:
         A float32 tensor of ``sum(len(g.responses))`` values, differentiable when grad is enabled;
-        with ``capture_layer``, the pair ``(logps, list[Frozen])``; with ``dists``, the pair
-        ``(logps, list[Tensor])``.
+        with ``capture_layer``, the pair ``(logps, list[Frozen])``; with ``dists`` or ``tokens``, the
+        pair ``(logps, list[Tensor])``.
     """
-    if dists and capture_layer is not None:
-        raise ValueError("dists and capture_layer cannot be combined")
+    if sum((dists, tokens, capture_layer is not None)) > 1:
+        raise ValueError("dists, tokens and capture_layer cannot be combined")
     if not groups:
         return torch.zeros(0)
     for k, g in enumerate(groups):
@@ -119,7 +121,8 @@ def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: b
     width_r = resp_ids.shape[1]
     mask = torch.cat([prompt_mask[owner], resp_mask], dim=1)
     pos = p_lens[owner][:, None] + torch.arange(width_r)[None, :]
-    total = first[owner.to(device), resp_ids[:, 0].to(device)]
+    heads = first[owner.to(device), resp_ids[:, 0].to(device)]  # each response's first token
+    total = heads
     if width_r > 1:
         extra = {"adapter_names": [groups[int(k)].adapter or "__base__" for k in owner]} if route else {}
         # position t predicts token t + 1; the last position predicts nothing
@@ -141,6 +144,9 @@ def prefix_shared_logps(model, groups: Sequence[Group], *, pad_id: int, route: b
     if dists:
         rest = [logp[j, :len(r) - 1] for j, r in enumerate(responses)] if width_r > 1 else [first[:0]] * n_rows
         return total, [torch.cat([first[int(k)][None], d]) for k, d in zip(owner, rest)]
+    if tokens:
+        return total, [torch.cat([heads[j:j + 1], token_logp[j, :len(r) - 1] if width_r > 1 else heads[:0]])
+                       for j, r in enumerate(responses)]
     return (total, frozen) if capture_layer is not None else total
 
 
@@ -197,7 +203,7 @@ def top_layers(model, start: int):
 
 
 def frozen_logps(model, groups: Sequence[Group], frozen: Sequence[Frozen], *, pad_id: int, start: int,
-                 prompt_grad: bool = True, dists: bool = False):
+                 prompt_grad: bool = True, dists: bool = False, tokens: bool = False):
     """`prefix_shared_logps` from frozen states: only decoder layers ``start:`` run.
 
     Each prompt but its last token runs once (the "head", with its KV cache); each response runs as
@@ -212,11 +218,14 @@ def frozen_logps(model, groups: Sequence[Group], frozen: Sequence[Frozen], *, pa
 
         dists (`bool`): also return each response's ``(len(response), vocab)`` log-prob distributions,
             as `prefix_shared_logps` does.
+        tokens (`bool`): also return each response's per-token log-probs, ``(len(response),)``.
 
     Returns:
-        A float32 tensor of ``sum(len(g.responses))`` summed log-probs, in order; with ``dists``,
-        the pair ``(logps, list[Tensor])``.
+        A float32 tensor of ``sum(len(g.responses))`` summed log-probs, in order; with ``dists`` or
+        ``tokens``, the pair ``(logps, list[Tensor])``.
     """
+    if dists and tokens:
+        raise ValueError("dists and tokens cannot be combined")
     if len(groups) != len(frozen):
         raise ValueError(f"{len(groups)} groups but {len(frozen)} frozen states")
     for k, (g, f) in enumerate(zip(groups, frozen)):
@@ -254,4 +263,6 @@ def frozen_logps(model, groups: Sequence[Group], frozen: Sequence[Frozen], *, pa
     total = (token_logp * tail_mask.to(device, dtype=token_logp.dtype)).sum(-1)
     if dists:
         return total, [logp[j, :len(r)] for j, r in enumerate(responses)]
+    if tokens:
+        return total, [token_logp[j, :len(r)] for j, r in enumerate(responses)]
     return total

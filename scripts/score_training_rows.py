@@ -13,7 +13,8 @@ prints that bound too.
         --augment swap --limit 64
 
 Everything after the adapter folder is the training command's arguments, plus ``--rows
-validation`` to score the run's validation rows (``--validation_per_persona``) instead. Split by
+validation`` to score the run's validation rows (``--validation_per_persona``) instead, and
+``--per_row`` to list every row's log-ratios and response lengths. Split by
 kind, these give the two held-out figures in advance: the ``original`` accuracy is the true-persona
 accuracy, and one minus the ``swap`` accuracy approximates the swapped-persona accuracy.
 """
@@ -51,6 +52,9 @@ def main(argv: list[str]) -> dict:
         if which not in ("train", "validation"):
             raise SystemExit(f"--rows takes train or validation, not {which!r}")
         del train_argv[at:at + 2]
+    per_row = "--per_row" in train_argv
+    if per_row:
+        train_argv.remove("--per_row")
     args, training_args, _ = train.parse_args(train_argv)
     if which == "validation" and not args.validation_per_persona:
         raise SystemExit("--rows validation needs the run's --validation_per_persona")
@@ -73,6 +77,7 @@ def main(argv: list[str]) -> dict:
         return Group(prompt, responses)
 
     margins = defaultdict(list)
+    details = []  # with --per_row: each row's kind, log-ratios (nats) and response token counts
     policy_margin = defaultdict(dict)  # record -> kind -> the adapter's own chosen-minus-rejected log-prob
     for i in range(0, len(rows), 8):
         batch = rows[i:i + 8]
@@ -83,8 +88,13 @@ def main(argv: list[str]) -> dict:
                 reference = prefix_shared_logps(model, groups, pad_id=0)
         ratio = policy - reference
         own = (policy[0::2] - policy[1::2]).tolist()
-        for row, m, p in zip(batch, (ratio[0::2] - ratio[1::2]).tolist(), own):
+        for j, (row, m, p) in enumerate(zip(batch, (ratio[0::2] - ratio[1::2]).tolist(), own)):
             margins[row["kind"]].append(m)
+            if per_row:
+                details.append({"record_index": row["record_index"], "kind": row["kind"],
+                                "chosen_logratio": float(ratio[2 * j]), "rejected_logratio": float(ratio[2 * j + 1]),
+                                "chosen_tokens": len(groups[j].responses[0]),
+                                "rejected_tokens": len(groups[j].responses[1])})
             if triple_key(row) in both_ways:
                 margins["both_ways"].append(m)
             if row["kind"] in ("original", "swap"):
@@ -99,6 +109,8 @@ def main(argv: list[str]) -> dict:
     if moved:
         out["persona_swap"] = {"n": len(moved), "directional_rate": sum(x > 0 for x in moved) / len(moved),
                                "mean_margin_shift_nats": sum(moved) / len(moved)}
+    if per_row:
+        out["rows"] = details
     return out
 
 

@@ -130,6 +130,31 @@ def test_frozen_logps_equal_the_full_forward_with_the_same_gradients(top_lora):
     assert len(layers) == 30 and [layer.self_attn.layer_idx for layer in layers] == list(range(30))
 
 
+def test_token_logps_are_the_summands_on_both_paths(top_lora):
+    """``tokens=True``: each response's per-token log-probs, summing to its value, the same from the
+    full forward and from the frozen states, and the first one predicted by the prompt's last position."""
+    from alignx.logprobs import frozen_logps
+
+    model, tok = top_lora
+    groups = _token_groups(tok)
+    with torch.no_grad():
+        with model.disable_adapter():
+            _, frozen = prefix_shared_logps(model, groups, pad_id=0, capture_layer=26)
+        total, per_token = prefix_shared_logps(model, groups, pad_id=0, tokens=True)
+        cached_total, cached = frozen_logps(model, groups, frozen, pad_id=0, start=26, tokens=True)
+        g = groups[1]
+        logits = model(input_ids=torch.tensor([g.prompt + g.responses[1]])).logits[0, len(g.prompt) - 1:-1]
+    responses = [r for g in groups for r in g.responses]
+    assert [len(t) for t in per_token] == [len(r) for r in responses] == [len(t) for t in cached]
+    torch.testing.assert_close(torch.stack([t.sum() for t in per_token]), total)
+    for a, b in zip(per_token, cached):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-3)
+    naive = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(g.responses[1])[:, None])[:, 0]
+    torch.testing.assert_close(per_token[4], naive, rtol=1e-3, atol=1e-3)  # group 2's "Four"
+    with pytest.raises(ValueError, match="cannot be combined"):
+        prefix_shared_logps(model, groups, pad_id=0, tokens=True, dists=True)
+
+
 def test_frozen_logps_refuse_mismatched_states(top_lora):
     from alignx.logprobs import frozen_logps, top_layers
 

@@ -218,9 +218,10 @@ def test_teacher_prompts_put_the_style_before_the_task_and_refuse_what_they_cann
 
     tok = AutoTokenizer.from_pretrained(embedded_model_dir())
     rows = [{"task": "Name a fruit.", "style": "Be rude."}, {"task": "Add 2 and 2.", "style": "Be kind."}]
-    (own, other), _ = train.teacher_prompts(rows, tok, seed=0)
+    (own, other, none), _ = train.teacher_prompts(rows, tok, seed=0)
     assert own.index("Be rude.") < own.index("Name a fruit.") and "Be kind." in other and "Be rude." not in other
-    assert own.rstrip().endswith("assistant")  # ready for the response
+    assert "Name a fruit." in none and "Be rude." not in none and "Be kind." not in none
+    assert own.rstrip().endswith("assistant") and none.rstrip().endswith("assistant")  # ready for the response
     with pytest.raises(ValueError, match="1 rows have none"):
         train.teacher_prompts([*rows, {"task": "x", "style": None}], tok, seed=0)
     with pytest.raises(ValueError, match="at least two"):
@@ -273,6 +274,63 @@ def test_distill_stores_the_contrasted_teacher_and_adds_its_cross_entropy(tmp_pa
     trainer.train()
     logged = [h["distill/ce"] for h in trainer.state.log_history if "distill/ce" in h]
     assert len(logged) == 2 and all(math.isfinite(x) and x > 0 for x in logged)
+
+
+@pytest.mark.parametrize("lower_cache", ["true", "false"])
+def test_distill_logratio_stores_per_token_goals_and_adds_their_squared_gap(tmp_path, monkeypatch, lower_cache):
+    """``--distill_mode logratio``: per response token, the stored goal is the reference's log-prob
+    plus the teacher's shift over the task alone, ``(1 + a) (own - none) - a (other - none)``, capped
+    at 0 (checked against plain full forwards); the loss adds the weighted mean squared gap between
+    the policy's token log-probs and the goals; mode ``anchor`` takes the reference's token log-probs
+    as the goals. With and without the lower-layer cache (without it the teacher alone brings the
+    reference pass); the token log-probs are kept in ``--ref_cache``."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    a, d, _ = train.parse_args(_argv(tmp_path, "--method", "ica", "--augment", "swap", "--per_device_train_batch_size",
+                                      "2", "--max_steps", "1", "--logging_steps", "1", "--lora_top_layers", "2",
+                                      "--max_length", "512", "--disable_tqdm", "true", "--distill_weight", "0.5",
+                                      "--distill_alpha", "0.5", "--distill_mode", "logratio",
+                                      "--cache_lower_layers", lower_cache, "--ref_cache", str(tmp_path / "cache")))
+    trainer, info = train.build_trainer(a, d)
+    assert info["frozen_layers"] == (28 if lower_cache == "true" else 0)
+    ds, tok, model = trainer.train_dataset, trainer.processing_class, trainer.model
+    row = ds[len(ds) - 1]
+    resp = list(row["chosen_ids"])
+
+    def token_logps(prompt_ids):
+        with torch.no_grad(), model.disable_adapter():
+            logits = model(input_ids=torch.tensor([prompt_ids + resp])).logits[0, len(prompt_ids) - 1:-1]
+        return torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(resp)[:, None])[:, 0]
+
+    own, other, none = (token_logps(tok(text=row[c])["input_ids"]) for c in train.TEACHER_COLUMNS)
+    ref = token_logps(list(row["prompt_ids"]))
+    assert float(ref.sum()) == pytest.approx(row["ref_chosen_logps"], abs=2e-3)
+    expected = (ref + 1.5 * (own - none) - 0.5 * (other - none)).clamp(max=0.0)
+    goal = trainer._teacher[row["row_id"]][0]
+    assert goal.shape == (len(resp),) and (expected - none).abs().max() > 0.1
+    assert torch.allclose(goal, expected, atol=2e-3)
+    distill = trainer.distill  # mode anchor: the goal is the reference's own token log-probs
+    trainer.distill = dict(distill, mode="anchor")
+    frozen = [trainer._frozen[row["row_id"]]] if lower_cache == "true" else None
+    [(anchor, _)] = trainer._teacher_targets([row], trainer.data_collator([row]), None, frozen)
+    trainer.distill = distill
+    assert torch.allclose(anchor, ref, atol=2e-3)
+    stored = {p.stem: torch.load(p, weights_only=True) for p in (tmp_path / "cache").rglob("*.pt")}
+    assert trainer._token_memo and all(torch.equal(stored[k], v) for k, v in trainer._token_memo.items())
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        with_term = float(trainer._compute_loss(model, batch, False))
+        mse = trainer._metrics["train"]["distill/mse"][-1]
+        _, _, lps = trainer._pair_logps(model, batch, dists=True)
+        goals = [trainer._teacher[i][k] for i in batch["row_id"] for k in (0, 1)]
+        by_hand = sum(float(((lp - g) ** 2).sum()) for lp, g in zip(lps, goals)) / sum(len(g) for g in goals)
+        distill, trainer.distill = trainer.distill, None
+        without = float(trainer._compute_loss(model, batch, False))
+        trainer.distill = distill
+    assert mse == pytest.approx(by_hand, rel=1e-4) and mse > 0
+    assert with_term == pytest.approx(without + 0.5 * mse, rel=1e-5)
+    trainer.train()
+    assert [h["distill/mse"] for h in trainer.state.log_history if "distill/mse" in h]
 
 
 def test_ica_prompt_reference_scores_responses_after_the_ica_prompt(tmp_path, monkeypatch):

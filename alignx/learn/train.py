@@ -143,12 +143,21 @@ class AlignXTrainArguments:
         "help": "Weight of the style-distillation term (0: off). Its teacher is the base model told the style of "
                 "the user whose persona a row shows (the record's ground_truth_persona, as a system message), "
                 "contrasted with another user's style by distill_alpha; the term is the cross-entropy from the "
-                "teacher's next-token distributions to the policy's, on every chosen and rejected token. Needs "
-                "ground_truth_persona in the data, a chat template and the precomputed prefix-sharing pass."})
+                "teacher's next-token distributions to the policy's, on every chosen and rejected token (other "
+                "terms: distill_mode). Needs ground_truth_persona in the data and a chat template (not mode "
+                "anchor), and the precomputed prefix-sharing pass."})
     distill_alpha: float = field(default=1.0, metadata={
         "help": "The teacher's contrast: log-probs (1 + alpha) x own style - alpha x other style, renormalised."})
     distill_topk: int = field(default=64, metadata={
         "help": "Teacher tokens kept per position (the distribution renormalised over them)."})
+    distill_mode: str = field(default="dists", metadata={
+        "help": "dists: the cross-entropy to the contrasted teacher's top-k next-token distributions. logratio: "
+                "on the response's own tokens only, the squared gap between the policy's log-ratio to the reference "
+                "and the teacher's shift over the task without a style, (1 + alpha) (own - none) - alpha (other - "
+                "none): the part of the style that separates responses, without the shift a system message gives "
+                "every token. anchor: the squared gap to the reference's own token log-probs (no teacher): "
+                "a per-token leash that keeps unseen responses' likelihoods where the base model has them.",
+        "choices": ["dists", "logratio", "anchor"]})
     sft_rows: str = field(default="", metadata={
         "help": "With an sft term in --loss_type: the row kinds whose chosen response it counts (comma list of "
                 "original, swap, contrast; empty: every row, as TRL). 'original' teaches the persona's own style "
@@ -456,6 +465,8 @@ def prefix_sharing_supported(training_args) -> str | None:
 
 
 ROW_KINDS = ("original", "swap", "contrast")
+TEACHER_COLUMNS = ("teacher_prompt", "teacher_other", "teacher_none")  # `teacher_prompts`, in order
+TOKEN_MODES = ("logratio", "anchor")  # distill modes whose term is on the response's own token log-probs
 
 
 def sft_rows_kinds(args: AlignXTrainArguments, training_args, prefix_sharing: bool) -> list[str] | None:
@@ -490,9 +501,10 @@ def distill_unsupported(args: AlignXTrainArguments, training_args, prefix_sharin
     return None
 
 
-def teacher_prompts(rows: list[dict], tokenizer, seed: int) -> list[tuple[str, str]]:
-    """Per row, the distillation teacher's two prompts: the row's task after a system message with the
-    style of the user whose persona the row shows, and after another user's style (seeded choice).
+def teacher_prompts(rows: list[dict], tokenizer, seed: int) -> list[tuple[str, str, str]]:
+    """Per row, the distillation teacher's three prompts: the row's task after a system message with
+    the style of the user whose persona the row shows, after another user's style (seeded choice),
+    and alone (the template's default system message).
 
     Raises:
         ValueError: a row without a style (no ``ground_truth_persona``), fewer than two styles, or a
@@ -507,10 +519,10 @@ def teacher_prompts(rows: list[dict], tokenizer, seed: int) -> list[tuple[str, s
         raise ValueError("distill_weight needs at least two ground_truth_persona styles to contrast")
     rng = random.Random(seed)
     text = lambda style, task: tokenizer.apply_chat_template(
-        [{"role": "system", "content": style}, {"role": "user", "content": task}], tokenize=False,
-        add_generation_prompt=True)
-    return [(text(r["style"], r["task"]), text(rng.choice([s for s in styles if s != r["style"]]), r["task"]))
-            for r in rows]
+        ([{"role": "system", "content": style}] if style else []) + [{"role": "user", "content": task}],
+        tokenize=False, add_generation_prompt=True)
+    return [(text(r["style"], r["task"]), text(rng.choice([s for s in styles if s != r["style"]]), r["task"]),
+             text(None, r["task"])) for r in rows]
 
 
 def reference_prompt_unsupported(args: AlignXTrainArguments, training_args, prefix_sharing: bool) -> str | None:
@@ -590,8 +602,9 @@ def _trainer_class():
                      prompt_grad: bool = True, pair_batches: bool = False, ref_cache: str | None = None,
                      distill: dict | None = None, **kwargs):
             self.pair_batches = pair_batches
-            self.distill = distill  # {"weight", "alpha", "topk"} or None
-            self._teacher: dict[int, list] = {}  # row_id -> [(token ids, log-probs)] for chosen, rejected
+            self.distill = distill  # {"weight", "alpha", "topk", "mode"} or None
+            self._teacher: dict[int, list] = {}  # row_id -> the distillation targets of chosen, rejected
+            self._token_memo: dict[str, object] = {}  # `_base_token_logps` key -> per-token log-probs
             self._rows_seen = 0
             self.ref_cache = ref_cache
             self._fingerprint: str | None = None
@@ -622,40 +635,98 @@ def _trainer_class():
             return self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
 
         def _pair_logps(self, model, inputs, dists: bool = False):
+            """(chosen, rejected) summed log-probs; with ``dists``, also each response's distillation
+            input: its next-token distributions (mode ``dists``) or its token log-probs (`TOKEN_MODES`)."""
             groups = self._groups(inputs)
+            kind = {"tokens": True} if dists and self.distill.get("mode") in TOKEN_MODES else {"dists": dists}
             if self.frozen_start is not None and "row_id" in inputs:
                 frozen = [self._frozen[i] for i in inputs["row_id"]]
                 out = frozen_logps(model, groups, frozen, pad_id=self._pad, start=self.frozen_start,
-                                   prompt_grad=self.prompt_grad, dists=dists)
+                                   prompt_grad=self.prompt_grad, **kind)
             else:
-                out = prefix_shared_logps(model, groups, pad_id=self._pad, dists=dists)
+                out = prefix_shared_logps(model, groups, pad_id=self._pad, **kind)
             if dists:
                 logps, d = out
                 return logps[0::2], logps[1::2], d
             return out[0::2], out[1::2]
 
-        def _teacher_targets(self, rows, inputs) -> list[list]:
-            """Per row, for chosen and rejected: the top-k token ids and renormalised log-probs of the
-            teacher, ``(1 + alpha) log p(. | own style) - alpha log p(. | other style)`` at each
-            response position (the base model, the style as a system message before the task)."""
-            alpha, k = self.distill["alpha"], self.distill["topk"]
-            dists = {}
+        def _teacher_targets(self, rows, inputs, ref_groups=None, frozen=None) -> list[list]:
+            """Per row, for chosen and rejected, the distillation targets (``distill["mode"]``).
+
+            ``dists``: the top-k token ids and renormalised log-probs of the teacher,
+            ``(1 + alpha) log p(. | own style) - alpha log p(. | other style)`` at each response
+            position (the base model, the style as a system message before the task).
+            ``logratio``: per response token, the log-prob the policy should give it: the reference's
+            plus the teacher's shift over the task alone, ``(1 + alpha) (own - none) - alpha (other -
+            none)``, capped at 0. ``anchor``: the reference's own token log-probs. The reference's
+            values come from ``ref_groups`` (a separate reference prompt), the ``frozen`` states or
+            the policy prompt, adapter off.
+            """
+            alpha, mode = self.distill["alpha"], self.distill.get("mode", "dists")
+            pairs = lambda values: [values[2 * i:2 * i + 2] for i in range(len(rows))]  # noqa: E731
+            teacher = lambda col: [Group(list(self._tokenizer(text=row[col])["input_ids"]), [c, r])  # noqa: E731
+                                   for row, c, r in zip(rows, inputs["chosen_ids"], inputs["rejected_ids"])]
+            if mode in TOKEN_MODES:
+                goals = self._base_token_logps(ref_groups or self._groups(inputs), None if ref_groups else frozen)
+                if mode == "logratio":
+                    own, other, none = (self._base_token_logps(teacher(col)) for col in TEACHER_COLUMNS)
+                    goals = [(r + (1 + alpha) * (o - n) - alpha * (t - n)).clamp(max=0.0)
+                             for r, o, t, n in zip(goals, own, other, none)]
+                return pairs(goals)
             unwrapped = self.accelerator.unwrap_model(self.model)
-            for col in ("teacher_prompt", "teacher_other"):
-                groups = [Group(list(self._tokenizer(text=row[col])["input_ids"]), [c, r])
-                          for row, c, r in zip(rows, inputs["chosen_ids"], inputs["rejected_ids"])]
+            with torch.no_grad(), unwrapped.disable_adapter(), self.accelerator.autocast():
+                own, other = (prefix_shared_logps(self.model, teacher(col), pad_id=self._pad, dists=True)[1]
+                              for col in TEACHER_COLUMNS[:2])
+                out = []
+                for o, t in zip(own, other):
+                    z = torch.log_softmax((1 + alpha) * o.float() - alpha * t.float(), dim=-1)
+                    top = z.topk(min(self.distill["topk"], z.shape[-1]), dim=-1)
+                    out.append((top.indices.to(torch.int32).cpu(), torch.log_softmax(top.values, dim=-1).cpu()))
+            return pairs(out)
+
+        def _base_token_logps(self, groups, frozen=None) -> list:
+            """The base model's per-token log-probs (float32, CPU) of every response of ``groups``, in
+            order, adapter off; from the ``frozen`` states when given. Each distinct (prompt, response)
+            is computed once per run (teacher prompts repeat across a task's rows) and, with
+            ``ref_cache``, kept on disk under a key like the reference entries'."""
+            if self._fingerprint is None:
+                self._fingerprint = model_fingerprint(self.accelerator.unwrap_model(self.model))
+            keys = [[hashlib.sha256(json.dumps([self._fingerprint, self.accelerator.mixed_precision, "tokens",
+                                                list(map(int, g.prompt)), list(map(int, r))]).encode()).hexdigest()
+                     for r in g.responses] for g in groups]
+            for k in {k for ks in keys for k in ks} - self._token_memo.keys():
+                path = self._ref_cache_path(k) if self.ref_cache else None
+                if path is not None and path.exists():
+                    self._token_memo[k] = torch.load(path, weights_only=True)
+            todo = [j for j, ks in enumerate(keys) if any(k not in self._token_memo for k in ks)]
+            todo = list({tuple(keys[j]): j for j in todo}.values())  # a repeated group runs once
+            if todo:
+                unwrapped = self.accelerator.unwrap_model(self.model)
                 with torch.no_grad(), unwrapped.disable_adapter(), self.accelerator.autocast():
-                    dists[col] = prefix_shared_logps(self.model, groups, pad_id=self._pad, dists=True)[1]
-            out = []
-            for own, other in zip(dists["teacher_prompt"], dists["teacher_other"]):
-                z = torch.log_softmax((1 + alpha) * own.float() - alpha * other.float(), dim=-1)
-                top = z.topk(min(k, z.shape[-1]), dim=-1)
-                out.append((top.indices.to(torch.int32).cpu(), torch.log_softmax(top.values, dim=-1).cpu()))
-            return [out[2 * i:2 * i + 2] for i in range(len(rows))]
+                    if frozen is not None:
+                        values = frozen_logps(self.model, [groups[j] for j in todo], [frozen[j] for j in todo],
+                                              pad_id=self._pad, start=self.frozen_start, tokens=True)[1]
+                    else:
+                        values = prefix_shared_logps(self.model, [groups[j] for j in todo], pad_id=self._pad,
+                                                     tokens=True)[1]
+                for k, v in zip((k for j in todo for k in keys[j]), values):
+                    self._token_memo[k] = v = v.detach().float().cpu()
+                    if self.ref_cache:
+                        self._ref_cache_write(k, v)
+            return [self._token_memo[k] for ks in keys for k in ks]
 
         def _distill_loss(self, dists, row_ids):
-            """Mean cross-entropy per response token from the stored teacher targets to ``dists``."""
+            """Per response token, the mean cross-entropy from the stored teacher targets to ``dists``
+            (mode ``dists``), or the mean squared gap between the policy's token log-probs (``dists``
+            holds those) and their stored goals (modes ``logratio`` and ``anchor``)."""
             total, tokens = 0.0, 0
+            if self.distill.get("mode") in TOKEN_MODES:
+                for j, lp in enumerate(dists):
+                    goal = self._teacher[row_ids[j // 2]][j % 2].to(lp.device)
+                    n = min(lp.shape[0], goal.shape[0])
+                    total = total + ((lp[:n] - goal[:n]) ** 2).sum()
+                    tokens += n
+                return total / max(tokens, 1)
             for j, d in enumerate(dists):  # chosen and rejected of each row, in turn
                 idx, logq = self._teacher[row_ids[j // 2]][j % 2]
                 n = min(d.shape[0], idx.shape[0])
@@ -696,6 +767,9 @@ def _trainer_class():
             entry = {"chosen": chosen, "rejected": rejected}
             if frozen is not None:
                 entry.update(prompt=frozen.prompt.detach().cpu(), responses=[t.detach().cpu() for t in frozen.responses])
+            self._ref_cache_write(key, entry)
+
+        def _ref_cache_write(self, key: str, entry) -> None:
             path = self._ref_cache_path(key)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two runs filling one cache do not collide
@@ -748,8 +822,10 @@ def _trainer_class():
                     for row_id, f in zip(inputs["row_id"], frozen):
                         self._frozen[row_id] = f
                 if self.distill:
-                    for row_id, targets in zip(inputs["row_id"], self._teacher_targets(rows, inputs)):
-                        self._teacher[row_id] = targets
+                    targets = self._teacher_targets(rows, inputs, ref_groups,
+                                                    frozen if self.frozen_start is not None else None)
+                    for row_id, pair in zip(inputs["row_id"], targets):
+                        self._teacher[row_id] = pair
                 chosen += logps[0::2].tolist()
                 rejected += logps[1::2].tolist()
             return dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
@@ -783,9 +859,10 @@ def _trainer_class():
                                    rejected_logps, ref_chosen, ref_rejected, count("chosen_ids"),
                                    count("rejected_ids"), self.args.label_smoothing, inputs.get("sft_weight"))
             if distill:
-                ce = self._distill_loss(dists, inputs["row_id"])
-                loss = loss + self.distill["weight"] * ce
-                self._metrics[mode]["distill/ce"].append(float(ce.detach()))
+                term = self._distill_loss(dists, inputs["row_id"])
+                loss = loss + self.distill["weight"] * term
+                name = "distill/ce" if self.distill.get("mode", "dists") == "dists" else "distill/mse"
+                self._metrics[mode][name].append(float(term.detach()))
             chosen_rewards = self.beta * chosen_logratios.detach()
             rejected_rewards = self.beta * rejected_logratios.detach()
             # one value per row, not per batch: TRL's `log` averages the list, so a short last batch
@@ -836,15 +913,16 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     style = prompt_style(args, source)
     rows, val_rows, info = build_rows(args, tokenizer, style, training_args.seed)
     keep = ("prompt", "chosen", "rejected", *(("ref_prompt",) if args.reference == "ica-prompt" else ()))
-    teacher = teacher_prompts(rows + val_rows, tokenizer, training_args.seed) if args.distill_weight else None
+    teacher = (teacher_prompts(rows + val_rows, tokenizer, training_args.seed)
+               if args.distill_weight and args.distill_mode != "anchor" else None)
 
     def dataset(part: list[dict], start: int):
         ds = Dataset.from_list([{k: r[k] for k in keep} for r in part])
         if sft_kinds:
             ds = ds.add_column("sft_weight", [float(r["kind"] in sft_kinds) for r in part])
         if teacher:
-            own, other = zip(*teacher[start:start + len(part)])
-            ds = ds.add_column("teacher_prompt", list(own)).add_column("teacher_other", list(other))
+            for col, texts in zip(TEACHER_COLUMNS, zip(*teacher[start:start + len(part)])):
+                ds = ds.add_column(col, list(texts))
         return ds
 
     train_ds = dataset(rows, 0)
@@ -875,7 +953,8 @@ def build_trainer(args: AlignXTrainArguments, training_args):
                                prompt_grad=args.prompt_grad, pair_batches=args.pair_batches,
                                ref_cache=args.ref_cache,
                                distill={"weight": args.distill_weight, "alpha": args.distill_alpha,
-                                        "topk": args.distill_topk} if args.distill_weight else None)
+                                        "topk": args.distill_topk, "mode": args.distill_mode}
+                               if args.distill_weight else None)
     trainer.train_dataset = _add_lengths(trainer.train_dataset)
     trainer.eval_dataset = _add_lengths(trainer.eval_dataset)  # length grouping samples eval batches too
     info.update(model_source=source, precision=precision, prompt_style=style, device=device,
