@@ -1,30 +1,35 @@
 """How well does the untuned base model, told the style outright, separate chosen from rejected?
 
 This is the signal behind ``alignx train --distill_weight``. On the train side of a split, one
-record per distinct (prompt, chosen, rejected) triple, it scores both responses after the task
-with three system messages: none, the record's own ``ground_truth_persona`` ("own") and another
-user's ("other"). It prints the likelihood accuracy of each, and the accuracy of the log-prob
-shifts that compare two of them: ``own - none`` is the shift that telling the style brings,
-``own - other`` is the part that depends on which style. Then, for the teacher that
-``--distill_alpha A`` trains towards, ``(1 + A) own - A other``, the accuracy with the true style
-and with the other style (the swapped-persona figure). The held-out side is never read.
+record per distinct (prompt, chosen, rejected) triple, it scores both responses under the
+teacher's three prompts (`alignx.learn.train.teacher_prompts`): told the record's own
+``ground_truth_persona`` ("own"), told another user's ("other"), and told none ("none").
+``--context task`` puts the style before the task alone (``none``: the task alone);
+``--context policy`` puts it before the system sentence of the record's ICA prompt with the whole
+persona (``none``: that prompt, the evaluation's reference). It prints the likelihood accuracy of
+each, and the accuracy of the log-prob shifts that compare two of them: ``own - none`` is the shift
+that telling the style brings, ``own - other`` is the part that depends on which style. Then, for
+the teacher that ``--distill_alpha A`` trains towards, ``(1 + A) own - A other``, the accuracy with
+the true style and with the other style (the swapped-persona figure). The held-out side is never
+read.
 
     python scripts/style_teacher_accuracy.py --data friendly_unfriendly.json \\
-        --split psoups_friendly_unfriendly --alpha 0 0.5 1 2
+        --split psoups_friendly_unfriendly --context policy --alpha 0 0.5 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignx.backbone import embedded_model_dir
 from alignx.learn.split import split_indices
+from alignx.learn.train import teacher_prompts
 from alignx.logprobs import Group, prefix_shared_logps
+from alignx.prompts import build_prompt
 from alignx.schema import load_records
 
 
@@ -33,6 +38,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--data", required=True, help="records with ground_truth_persona (P-SOUPS)")
     ap.add_argument("--split", help="a split in assets/splits: only its train side is read")
     ap.add_argument("--alpha", type=float, nargs="*", default=[0.0, 0.5, 1.0, 2.0])
+    ap.add_argument("--context", choices=["task", "policy"], default="task",
+                    help="task: the style before the task alone, 'none' is the task alone; policy: the style before "
+                         "the system sentence of the record's ICA prompt (whole persona), 'none' is that prompt, "
+                         "the evaluation's reference")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch_size", type=int, default=8)
     args = ap.parse_args(argv)
@@ -52,22 +61,17 @@ def main(argv=None) -> dict:
     path = embedded_model_dir()
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
-    rng = random.Random(0)
-    other = {id(r): rng.choice([s for s in styles if s != r.ground_truth_persona]) for r in sub}
-
-    def prompt_ids(system, task):
-        msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": task}]
-        return list(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=False))
+    rows = [{"task": r.prompt, "style": r.ground_truth_persona, "method": "ica",
+             "prompt": build_prompt("ica", r.prompt, persona=r.persona, style="chat", tokenizer=tok)} for r in sub]
+    prompts = teacher_prompts(rows, tok, seed=0, context=args.context, template="chat")
 
     scores = {}
-    for cond in ("none", "own", "other"):
+    for k, cond in enumerate(("own", "other", "none")):
         out = []
         for j in range(0, len(sub), args.batch_size):
-            groups = []
-            for r in sub[j:j + args.batch_size]:
-                system = {"none": None, "own": r.ground_truth_persona, "other": other[id(r)]}[cond]
-                responses = [tok(text=x + tok.eos_token)["input_ids"] for x in (r.chosen, r.rejected)]
-                groups.append(Group(prompt_ids(system, r.prompt), responses))
+            groups = [Group(list(tok(text=prompts[i][k])["input_ids"]),
+                            [tok(text=x + tok.eos_token)["input_ids"] for x in (r.chosen, r.rejected)])
+                      for i, r in enumerate(sub[j:j + args.batch_size], start=j)]
             with torch.no_grad():
                 lp = prefix_shared_logps(model, groups, pad_id=tok.pad_token_id or 0)
             out.append(torch.stack([lp[0::2], lp[1::2]], dim=1))
@@ -77,7 +81,7 @@ def main(argv=None) -> dict:
         return (scores[a][:, 0] - scores[b][:, 0]) - (scores[a][:, 1] - scores[b][:, 1])
 
     acc = lambda x: round(float((x > 0).float().mean()), 4)
-    report = {"n_triples": len(sub),
+    report = {"n_triples": len(sub), "context": args.context,
               "likelihood": {c: acc(scores[c][:, 0] - scores[c][:, 1]) for c in scores},
               "shift": {f"{a}-{b}": acc(margin(a, b)) for a, b in (("own", "none"), ("own", "other"),
                                                                    ("other", "none"))},

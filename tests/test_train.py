@@ -228,6 +228,35 @@ def test_teacher_prompts_put_the_style_before_the_task_and_refuse_what_they_cann
         train.teacher_prompts([rows[0], dict(rows[1], style="Be rude.")], tok, seed=0)
 
 
+def test_policy_context_teacher_puts_the_style_before_the_rows_own_system_sentence():
+    """``--distill_context policy``: the teacher reads the row's whole prompt (persona included) with the
+    style before its system sentence, so it differs from the reference by the style alone."""
+    from transformers import AutoTokenizer
+
+    from alignx.backbone import embedded_model_dir
+    from alignx.prompts import EVAL_WORDING, build_prompt
+    from alignx.schema import PairItem, Persona
+
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir())
+    persona = Persona(pairs=[PairItem(prompt="Say hi.", chosen="Hey buddy!", rejected="Hello.")])
+    ica = build_prompt("ica", "Name a fruit.", persona=persona, style="chat", tokenizer=tok)
+    pba = build_prompt("pba", "Name a fruit.", profile="Likes humor", style="chat", tokenizer=tok)
+    rows = [{"task": "Name a fruit.", "style": "Be rude.", "method": "ica", "prompt": ica},
+            {"task": "Name a fruit.", "style": "Be kind.", "method": "pba", "prompt": pba}]
+    (own, other, none), (own2, other2, none2) = train.teacher_prompts(rows, tok, seed=0, context="policy",
+                                                                      template="chat")
+    assert none == ica and none2 == pba
+    assert own == ica.replace(EVAL_WORDING.ica_system, "Be rude. " + EVAL_WORDING.ica_system)
+    assert other == ica.replace(EVAL_WORDING.ica_system, "Be kind. " + EVAL_WORDING.ica_system)
+    assert own2 == pba.replace(EVAL_WORDING.pba_system, "Be kind. " + EVAL_WORDING.pba_system)
+    assert "Hey buddy!" in own and own.index("Be rude.") < own.index("Name a fruit.")
+    with pytest.raises(ValueError, match="system sentence"):
+        train.teacher_prompts([dict(rows[0], prompt="no system here"), rows[1]], tok, seed=0, context="policy",
+                              template="chat")
+    with pytest.raises(ValueError, match="unknown distill context"):
+        train.teacher_prompts(rows, tok, seed=0, context="ica")
+
+
 def test_distill_stores_the_contrasted_teacher_and_adds_its_cross_entropy(tmp_path, monkeypatch):
     """``--distill_weight``: the reference pass keeps, per response token, the teacher's top-k
     distribution (the base model told the row user's style as a system message, contrasted with the
@@ -274,6 +303,47 @@ def test_distill_stores_the_contrasted_teacher_and_adds_its_cross_entropy(tmp_pa
     trainer.train()
     logged = [h["distill/ce"] for h in trainer.state.log_history if "distill/ce" in h]
     assert len(logged) == 2 and all(math.isfinite(x) and x > 0 for x in logged)
+
+
+def test_distill_policy_context_teacher_reads_the_persona_and_its_targets_come_back_from_the_cache(tmp_path,
+                                                                                                  monkeypatch):
+    """``--distill_context policy``: the teacher's prompt is the row's own ICA prompt with the style
+    before its system sentence (checked against a plain forward), and with ``--ref_cache`` a second
+    run takes the stored top-k targets instead of running the teacher."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    argv = _argv(tmp_path, "--method", "ica", "--augment", "swap", "--per_device_train_batch_size", "2", "--max_steps",
+                 "1", "--lora_top_layers", "2", "--max_length", "512", "--disable_tqdm", "true", "--distill_weight",
+                 "1", "--distill_alpha", "0", "--distill_topk", "4", "--distill_context", "policy", "--ref_cache",
+                 str(tmp_path / "cache"))
+    a, d, _ = train.parse_args(argv)
+    trainer, _ = train.build_trainer(a, d)
+    ds, tok, model = trainer.train_dataset, trainer.processing_class, trainer.model
+    row = ds[0]
+    assert row["teacher_none"] == row["prompt"] and "***Historical Behavior" in row["teacher_prompt"]
+    styles = {r["ground_truth_persona"] for r in json.loads(TINY.read_text())}
+    told = [st for st in styles if row["teacher_prompt"].replace(st + " ", "", 1) == row["prompt"]]
+    assert len(told) == 1 and told[0] + " Generate a task-specific" in row["teacher_prompt"]
+    resp = list(row["chosen_ids"])
+    ids = tok(text=row["teacher_prompt"])["input_ids"]
+    with torch.no_grad(), model.disable_adapter():
+        z = torch.log_softmax(model(input_ids=torch.tensor([ids + resp])).logits[0, len(ids) - 1:-1].float(), -1)
+    idx, logq = trainer._teacher[row["row_id"]][0]
+    assert torch.allclose(z.gather(-1, idx.long()), z.topk(4, -1).values, atol=1e-4)
+    stored = {k: [(i.clone(), q.clone()) for i, q in v] for k, v in trainer._teacher.items()}
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) >= len(ds)
+
+    import alignx.logprobs
+
+    calls = []
+    real = alignx.logprobs.prefix_shared_logps
+    monkeypatch.setattr(alignx.logprobs, "prefix_shared_logps",
+                        lambda *a, **k: calls.append(k.get("dists")) or real(*a, **k))
+    a, d, _ = train.parse_args(argv)
+    again, _ = train.build_trainer(a, d)
+    assert True not in calls  # no teacher forward: every target came from the cache
+    for k, v in again._teacher.items():
+        assert all(torch.equal(i, j) and torch.equal(q, r) for (i, q), (j, r) in zip(v, stored[k]))
 
 
 @pytest.mark.parametrize("lower_cache", ["true", "false"])

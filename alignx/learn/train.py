@@ -141,7 +141,7 @@ class AlignXTrainArguments:
                 "the same rows and model skip the reference pass (with the lower-layer cache or ica-prompt)."})
     distill_weight: float = field(default=0.0, metadata={
         "help": "Weight of the style-distillation term (0: off). Its teacher is the base model told the style of "
-                "the user whose persona a row shows (the record's ground_truth_persona, as a system message), "
+                "the user whose persona a row shows (the record's ground_truth_persona, as a system message: distill_context), "
                 "contrasted with another user's style by distill_alpha; the term is the cross-entropy from the "
                 "teacher's next-token distributions to the policy's, on every chosen and rejected token (other "
                 "terms: distill_mode). Needs ground_truth_persona in the data and a chat template (not mode "
@@ -158,6 +158,11 @@ class AlignXTrainArguments:
                 "every token. anchor: the squared gap to the reference's own token log-probs (no teacher): "
                 "a per-token leash that keeps unseen responses' likelihoods where the base model has them.",
         "choices": ["dists", "logratio", "anchor"]})
+    distill_context: str = field(default="task", metadata={
+        "help": "What the teacher reads after the style: task (the task alone, the template's default system "
+                "message otherwise) or policy (the row's own prompt, persona or profile included, with the style "
+                "put before its system sentence; the teacher then differs from the reference by the style alone).",
+        "choices": ["task", "policy"]})
     sft_rows: str = field(default="", metadata={
         "help": "With an sft term in --loss_type: the row kinds whose chosen response it counts (comma list of "
                 "original, swap, contrast; empty: every row, as TRL). 'original' teaches the persona's own style "
@@ -501,15 +506,22 @@ def distill_unsupported(args: AlignXTrainArguments, training_args, prefix_sharin
     return None
 
 
-def teacher_prompts(rows: list[dict], tokenizer, seed: int) -> list[tuple[str, str, str]]:
-    """Per row, the distillation teacher's three prompts: the row's task after a system message with
-    the style of the user whose persona the row shows, after another user's style (seeded choice),
-    and alone (the template's default system message).
+def teacher_prompts(rows: list[dict], tokenizer, seed: int, *, context: str = "task",
+                    template: str | None = None) -> list[tuple[str, str, str]]:
+    """Per row, the distillation teacher's three prompts: with the style of the user whose persona the
+    row shows, with another user's style (seeded choice), and without a style.
+
+    ``context="task"``: the row's task after a system message with the style (the third prompt: the
+    task alone, the template's default system message). ``context="policy"``: the row's own prompt,
+    persona or profile included, with the style put before its system sentence (that of ``template``,
+    an `alignx.prompts` template name, for the row's method); the third prompt is the row's prompt.
 
     Raises:
-        ValueError: a row without a style (no ``ground_truth_persona``), fewer than two styles, or a
-            tokenizer without a chat template.
+        ValueError: a row without a style (no ``ground_truth_persona``), fewer than two styles, a
+            tokenizer without a chat template, or (``policy``) a row prompt without its system sentence.
     """
+    if context not in ("task", "policy"):
+        raise ValueError(f"unknown distill context {context!r}; choose task or policy")
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("distill_weight needs a backbone with a chat template (the style is a system message)")
     if missing := sum(1 for r in rows if not r.get("style")):
@@ -518,11 +530,24 @@ def teacher_prompts(rows: list[dict], tokenizer, seed: int) -> list[tuple[str, s
     if len(styles) < 2:
         raise ValueError("distill_weight needs at least two ground_truth_persona styles to contrast")
     rng = random.Random(seed)
-    text = lambda style, task: tokenizer.apply_chat_template(
-        ([{"role": "system", "content": style}] if style else []) + [{"role": "user", "content": task}],
-        tokenize=False, add_generation_prompt=True)
-    return [(text(r["style"], r["task"]), text(rng.choice([s for s in styles if s != r["style"]]), r["task"]),
-             text(None, r["task"])) for r in rows]
+    others = [rng.choice([s for s in styles if s != r["style"]]) for r in rows]
+    if context == "task":
+        text = lambda style, task: tokenizer.apply_chat_template(  # noqa: E731
+            ([{"role": "system", "content": style}] if style else []) + [{"role": "user", "content": task}],
+            tokenize=False, add_generation_prompt=True)
+        return [(text(r["style"], r["task"]), text(o, r["task"]), text(None, r["task"])) for r, o in zip(rows, others)]
+    from alignx.prompts import get_template
+
+    wording = get_template(template or "chat").wording
+    out = []
+    for i, (r, o) in enumerate(zip(rows, others)):
+        sentence = wording.ica_system if r["method"] == "ica" else wording.pba_system
+        if sentence not in r["prompt"]:
+            raise ValueError(f"row {i}: its prompt does not hold the {template!r} system sentence {sentence!r}, "
+                             "so the style has nowhere to go (distill_context policy)")
+        told = lambda style: r["prompt"].replace(sentence, f"{style} {sentence}", 1)  # noqa: E731
+        out.append((told(r["style"]), told(o), r["prompt"]))
+    return out
 
 
 def reference_prompt_unsupported(args: AlignXTrainArguments, training_args, prefix_sharing: bool) -> str | None:
@@ -655,10 +680,10 @@ def _trainer_class():
 
             ``dists``: the top-k token ids and renormalised log-probs of the teacher,
             ``(1 + alpha) log p(. | own style) - alpha log p(. | other style)`` at each response
-            position (the base model, the style as a system message before the task).
+            position (the base model told the style: `teacher_prompts`), kept in ``ref_cache``.
             ``logratio``: per response token, the log-prob the policy should give it: the reference's
-            plus the teacher's shift over the task alone, ``(1 + alpha) (own - none) - alpha (other -
-            none)``, capped at 0. ``anchor``: the reference's own token log-probs. The reference's
+            plus the teacher's shift over its prompt without a style, ``(1 + alpha) (own - none) - alpha
+            (other - none)``, capped at 0. ``anchor``: the reference's own token log-probs. The reference's
             values come from ``ref_groups`` (a separate reference prompt), the ``frozen`` states or
             the policy prompt, adapter off.
             """
@@ -673,27 +698,44 @@ def _trainer_class():
                     goals = [(r + (1 + alpha) * (o - n) - alpha * (t - n)).clamp(max=0.0)
                              for r, o, t, n in zip(goals, own, other, none)]
                 return pairs(goals)
-            unwrapped = self.accelerator.unwrap_model(self.model)
-            with torch.no_grad(), unwrapped.disable_adapter(), self.accelerator.autocast():
-                own, other = (prefix_shared_logps(self.model, teacher(col), pad_id=self._pad, dists=True)[1]
-                              for col in TEACHER_COLUMNS[:2])
-                out = []
-                for o, t in zip(own, other):
-                    z = torch.log_softmax((1 + alpha) * o.float() - alpha * t.float(), dim=-1)
-                    top = z.topk(min(self.distill["topk"], z.shape[-1]), dim=-1)
-                    out.append((top.indices.to(torch.int32).cpu(), torch.log_softmax(top.values, dim=-1).cpu()))
-            return pairs(out)
+            own_groups, other_groups = teacher(TEACHER_COLUMNS[0]), teacher(TEACHER_COLUMNS[1])
+            ids = lambda x: list(map(int, x))  # noqa: E731
+            keys = [self._cache_key("dists", alpha, self.distill["topk"], ids(o.prompt), ids(t.prompt),
+                                    [ids(r) for r in o.responses])
+                    for o, t in zip(own_groups, other_groups)] if self.ref_cache else [None] * len(rows)
+            found = {j: hit for j, k in enumerate(keys) if k is not None and (hit := self._ref_cache_load(k)) is not None}
+            todo = [j for j in range(len(rows)) if j not in found]  # only the rows the cache misses
+            if todo:
+                unwrapped = self.accelerator.unwrap_model(self.model)
+                with torch.no_grad(), unwrapped.disable_adapter(), self.accelerator.autocast():
+                    own, other = (prefix_shared_logps(self.model, [groups[j] for j in todo], pad_id=self._pad,
+                                                      dists=True)[1] for groups in (own_groups, other_groups))
+                    for n, (o, t) in enumerate(zip(own, other)):  # chosen and rejected of each row, in turn
+                        z = torch.log_softmax((1 + alpha) * o.float() - alpha * t.float(), dim=-1)
+                        top = z.topk(min(self.distill["topk"], z.shape[-1]), dim=-1)
+                        j = todo[n // 2]
+                        found.setdefault(j, []).append((top.indices.to(torch.int32).cpu(),
+                                                        torch.log_softmax(top.values, dim=-1).cpu()))
+                for j in todo:
+                    if keys[j] is not None:
+                        self._ref_cache_write(keys[j], found[j])
+            return [found[j] for j in range(len(rows))]
+
+        def _cache_key(self, *parts) -> str:
+            """A `ref_cache` key: the base model's fingerprint, the autocast mode and ``parts`` (JSON-able:
+            settings and token id lists), hashed."""
+            if self._fingerprint is None:
+                self._fingerprint = model_fingerprint(self.accelerator.unwrap_model(self.model))
+            return hashlib.sha256(json.dumps([self._fingerprint, self.accelerator.mixed_precision, *parts]).encode()
+                                  ).hexdigest()
 
         def _base_token_logps(self, groups, frozen=None) -> list:
             """The base model's per-token log-probs (float32, CPU) of every response of ``groups``, in
             order, adapter off; from the ``frozen`` states when given. Each distinct (prompt, response)
             is computed once per run (teacher prompts repeat across a task's rows) and, with
             ``ref_cache``, kept on disk under a key like the reference entries'."""
-            if self._fingerprint is None:
-                self._fingerprint = model_fingerprint(self.accelerator.unwrap_model(self.model))
-            keys = [[hashlib.sha256(json.dumps([self._fingerprint, self.accelerator.mixed_precision, "tokens",
-                                                list(map(int, g.prompt)), list(map(int, r))]).encode()).hexdigest()
-                     for r in g.responses] for g in groups]
+            keys = [[self._cache_key("tokens", list(map(int, g.prompt)), list(map(int, r))) for r in g.responses]
+                    for g in groups]
             for k in {k for ks in keys for k in ks} - self._token_memo.keys():
                 path = self._ref_cache_path(k) if self.ref_cache else None
                 if path is not None and path.exists():
@@ -913,7 +955,8 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     style = prompt_style(args, source)
     rows, val_rows, info = build_rows(args, tokenizer, style, training_args.seed)
     keep = ("prompt", "chosen", "rejected", *(("ref_prompt",) if args.reference == "ica-prompt" else ()))
-    teacher = (teacher_prompts(rows + val_rows, tokenizer, training_args.seed)
+    teacher = (teacher_prompts(rows + val_rows, tokenizer, training_args.seed, context=args.distill_context,
+                               template=style)
                if args.distill_weight and args.distill_mode != "anchor" else None)
 
     def dataset(part: list[dict], start: int):
