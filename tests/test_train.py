@@ -228,7 +228,7 @@ def test_teacher_prompts_put_the_style_before_the_task_and_refuse_what_they_cann
         train.teacher_prompts([rows[0], dict(rows[1], style="Be rude.")], tok, seed=0)
 
 
-def test_policy_context_teacher_puts_the_style_before_the_rows_own_system_sentence():
+def test_policy_context_teacher_puts_the_style_before_the_rows_own_system_sentence(tmp_path, monkeypatch):
     """``--distill_context policy``: the teacher reads the row's whole prompt (persona included) with the
     style before its system sentence, so it differs from the reference by the style alone."""
     from transformers import AutoTokenizer
@@ -255,6 +255,15 @@ def test_policy_context_teacher_puts_the_style_before_the_rows_own_system_senten
                               template="chat")
     with pytest.raises(ValueError, match="unknown distill context"):
         train.teacher_prompts(rows, tok, seed=0, context="ica")
+    # reference: the style goes into the ICA reference prompt (whole persona), also for a PBA row
+    ref_rows = [dict(r, ref_prompt=ica) for r in rows]
+    (own, _, none), (own2, _, none2) = train.teacher_prompts(ref_rows, tok, seed=0, context="reference", template="chat")
+    assert none == none2 == ica and "Hey buddy!" in own2
+    assert own2 == ica.replace(EVAL_WORDING.ica_system, "Be kind. " + EVAL_WORDING.ica_system)
+    with pytest.raises(ValueError, match="needs reference ica-prompt"):
+        train.teacher_prompts(rows, tok, seed=0, context="reference", template="chat")
+    a, d, _ = train.parse_args(_argv(tmp_path, "--distill_weight", "1", "--distill_context", "reference"))
+    assert "set reference ica-prompt" in train.distill_unsupported(a, d, True)
 
 
 def test_distill_stores_the_contrasted_teacher_and_adds_its_cross_entropy(tmp_path, monkeypatch):

@@ -160,9 +160,11 @@ class AlignXTrainArguments:
         "choices": ["dists", "logratio", "anchor"]})
     distill_context: str = field(default="task", metadata={
         "help": "What the teacher reads after the style: task (the task alone, the template's default system "
-                "message otherwise) or policy (the row's own prompt, persona or profile included, with the style "
-                "put before its system sentence; the teacher then differs from the reference by the style alone).",
-        "choices": ["task", "policy"]})
+                "message otherwise), policy (the row's own prompt, persona or profile included, with the style "
+                "put before its system sentence; the teacher then differs from the reference by the style alone) "
+                "or reference (the same on the reference prompt of reference ica-prompt: the ICA prompt with the "
+                "whole persona, for PBA).",
+        "choices": ["task", "policy", "reference"]})
     sft_rows: str = field(default="", metadata={
         "help": "With an sft term in --loss_type: the row kinds whose chosen response it counts (comma list of "
                 "original, swap, contrast; empty: every row, as TRL). 'original' teaches the persona's own style "
@@ -470,6 +472,7 @@ def prefix_sharing_supported(training_args) -> str | None:
 
 
 ROW_KINDS = ("original", "swap", "contrast")
+DISTILL_CONTEXTS = ("task", "policy", "reference")  # what `teacher_prompts` puts the style before
 TEACHER_COLUMNS = ("teacher_prompt", "teacher_other", "teacher_none")  # `teacher_prompts`, in order
 TOKEN_MODES = ("logratio", "anchor")  # distill modes whose term is on the response's own token log-probs
 
@@ -503,6 +506,8 @@ def distill_unsupported(args: AlignXTrainArguments, training_args, prefix_sharin
         return "the teacher runs in the precomputed reference pass; set precompute_ref_log_probs true"
     if not prefix_sharing:
         return f"it needs the prefix-sharing forward (prefix_sharing true, loss types among {', '.join(FAST_LOSSES)})"
+    if args.distill_context == "reference" and args.reference != "ica-prompt":
+        return "distill_context reference puts the style in the reference prompt; set reference ica-prompt"
     return None
 
 
@@ -515,13 +520,15 @@ def teacher_prompts(rows: list[dict], tokenizer, seed: int, *, context: str = "t
     task alone, the template's default system message). ``context="policy"``: the row's own prompt,
     persona or profile included, with the style put before its system sentence (that of ``template``,
     an `alignx.prompts` template name, for the row's method); the third prompt is the row's prompt.
+    ``context="reference"``: the same on the row's ``ref_prompt`` (``reference="ica-prompt"``: the
+    ICA prompt with the whole persona), so a PBA student learns from a teacher that reads the persona.
 
     Raises:
         ValueError: a row without a style (no ``ground_truth_persona``), fewer than two styles, a
             tokenizer without a chat template, or (``policy``) a row prompt without its system sentence.
     """
-    if context not in ("task", "policy"):
-        raise ValueError(f"unknown distill context {context!r}; choose task or policy")
+    if context not in DISTILL_CONTEXTS:
+        raise ValueError(f"unknown distill context {context!r}; choose one of {', '.join(DISTILL_CONTEXTS)}")
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("distill_weight needs a backbone with a chat template (the style is a system message)")
     if missing := sum(1 for r in rows if not r.get("style")):
@@ -539,14 +546,18 @@ def teacher_prompts(rows: list[dict], tokenizer, seed: int, *, context: str = "t
     from alignx.prompts import get_template
 
     wording = get_template(template or "chat").wording
+    column = "prompt" if context == "policy" else "ref_prompt"
     out = []
     for i, (r, o) in enumerate(zip(rows, others)):
-        sentence = wording.ica_system if r["method"] == "ica" else wording.pba_system
-        if sentence not in r["prompt"]:
-            raise ValueError(f"row {i}: its prompt does not hold the {template!r} system sentence {sentence!r}, "
-                             "so the style has nowhere to go (distill_context policy)")
-        told = lambda style: r["prompt"].replace(sentence, f"{style} {sentence}", 1)  # noqa: E731
-        out.append((told(r["style"]), told(o), r["prompt"]))
+        if column not in r:
+            raise ValueError(f"row {i} has no {column}: distill_context reference needs reference ica-prompt")
+        prompt = r[column]
+        sentence = wording.pba_system if context == "policy" and r["method"] == "pba" else wording.ica_system
+        if sentence not in prompt:
+            raise ValueError(f"row {i}: its {column} does not hold the {template!r} system sentence {sentence!r}, "
+                             f"so the style has nowhere to go (distill_context {context})")
+        told = lambda style: prompt.replace(sentence, f"{style} {sentence}", 1)  # noqa: E731
+        out.append((told(r["style"]), told(o), prompt))
     return out
 
 
