@@ -3,15 +3,21 @@
 This is the signal behind ``alignx train --distill_weight``. On the train side of a split, one
 record per distinct (prompt, chosen, rejected) triple, it scores both responses under the
 teacher's three prompts (`alignx.learn.train.teacher_prompts`): told the record's own
-``ground_truth_persona`` ("own"), told another user's ("other"), and told none ("none").
-``--context task`` puts the style before the task alone (``none``: the task alone);
-``--context policy`` puts it before the system sentence of the record's ICA prompt with the whole
-persona (``none``: that prompt, the evaluation's reference). It prints the likelihood accuracy of
-each, and the accuracy of the log-prob shifts that compare two of them: ``own - none`` is the shift
-that telling the style brings, ``own - other`` is the part that depends on which style. Then, for
-the teacher that ``--distill_alpha A`` trains towards, ``(1 + A) own - A other``, the accuracy with
-the true style and with the other style (the swapped-persona figure). The held-out side is never
-read.
+``ground_truth_persona`` ("own"), told another user's ("other"), and told none ("none"), and under
+the evaluation's reference, the ICA prompt with the whole persona. ``--context`` is the trainer's
+``--distill_context``: the style goes before the task alone (``task``), before the system sentence
+of the ``--method`` prompt (``policy``), or before that of the ICA reference prompt
+(``reference``). It prints:
+- the likelihood accuracy of each prompt;
+- the accuracy of the log-prob shifts that compare two of them: ``own - none`` is the shift that
+  telling the style brings, ``own - other`` the part that depends on which style;
+- ``teacher``: for the teacher that ``--distill_alpha A`` trains towards, ``(1 + A) own - A
+  other``, its shift over ``none`` with the true style and with the other style (the
+  swapped-persona figure): what a policy whose log-ratio is that shift would score;
+- ``against_reference``: the same teacher scored against the ICA reference, as ``alignx eval``
+  scores a policy: what a policy that IS the teacher would score.
+
+The held-out side is never read.
 
     python scripts/style_teacher_accuracy.py --data friendly_unfriendly.json \\
         --split psoups_friendly_unfriendly --context policy --alpha 0 0.5 1 2
@@ -27,7 +33,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignx.backbone import embedded_model_dir
 from alignx.learn.split import split_indices
-from alignx.learn.train import teacher_prompts
+from alignx.learn.train import DISTILL_CONTEXTS, teacher_prompts
 from alignx.logprobs import Group, prefix_shared_logps
 from alignx.prompts import build_prompt
 from alignx.schema import load_records
@@ -38,10 +44,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--data", required=True, help="records with ground_truth_persona (P-SOUPS)")
     ap.add_argument("--split", help="a split in assets/splits: only its train side is read")
     ap.add_argument("--alpha", type=float, nargs="*", default=[0.0, 0.5, 1.0, 2.0])
-    ap.add_argument("--context", choices=["task", "policy"], default="task",
-                    help="task: the style before the task alone, 'none' is the task alone; policy: the style before "
-                         "the system sentence of the record's ICA prompt (whole persona), 'none' is that prompt, "
-                         "the evaluation's reference")
+    ap.add_argument("--context", choices=list(DISTILL_CONTEXTS), default="task",
+                    help="task: the style before the task alone ('none': the task alone); policy: before the system "
+                         "sentence of the --method prompt ('none': that prompt); reference: before the system sentence "
+                         "of the ICA prompt with the whole persona ('none': that prompt)")
+    ap.add_argument("--method", choices=["ica", "pba"], default="ica",
+                    help="the policy prompt of --context policy: ICA with the whole persona, or PBA with the profile")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch_size", type=int, default=8)
     args = ap.parse_args(argv)
@@ -61,15 +69,24 @@ def main(argv=None) -> dict:
     path = embedded_model_dir()
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
-    rows = [{"task": r.prompt, "style": r.ground_truth_persona, "method": "ica",
-             "prompt": build_prompt("ica", r.prompt, persona=r.persona, style="chat", tokenizer=tok)} for r in sub]
-    prompts = teacher_prompts(rows, tok, seed=0, context=args.context, template="chat")
+    ica = [build_prompt("ica", r.prompt, persona=r.persona, style="chat", tokenizer=tok) for r in sub]
+    policy = ica if args.method == "ica" else [build_prompt("pba", r.prompt, profile=r.profile, style="chat",
+                                                            tokenizer=tok) for r in sub]
+    rows = [{"task": r.prompt, "style": r.ground_truth_persona, "method": args.method, "prompt": p, "ref_prompt": q}
+            for r, p, q in zip(sub, policy, ica)]
+    prompts = dict(zip(("own", "other", "none"), zip(*teacher_prompts(rows, tok, seed=0, context=args.context,
+                                                                      template="chat"))))
+    prompts["reference"] = tuple(ica)  # the evaluation's reference: the ICA prompt, whole persona
 
     scores = {}
-    for k, cond in enumerate(("own", "other", "none")):
+    for cond in ("reference", "own", "other", "none"):
+        same = next((c for c in scores if prompts[c] == prompts[cond]), None)
+        if same:  # the same prompts as a condition already scored
+            scores[cond] = scores[same]
+            continue
         out = []
         for j in range(0, len(sub), args.batch_size):
-            groups = [Group(list(tok(text=prompts[i][k])["input_ids"]),
+            groups = [Group(list(tok(text=prompts[cond][i])["input_ids"]),
                             [tok(text=x + tok.eos_token)["input_ids"] for x in (r.chosen, r.rejected)])
                       for i, r in enumerate(sub[j:j + args.batch_size], start=j)]
             with torch.no_grad():
@@ -81,7 +98,7 @@ def main(argv=None) -> dict:
         return (scores[a][:, 0] - scores[b][:, 0]) - (scores[a][:, 1] - scores[b][:, 1])
 
     acc = lambda x: round(float((x > 0).float().mean()), 4)
-    report = {"n_triples": len(sub), "context": args.context,
+    report = {"n_triples": len(sub), "context": args.context, "method": args.method,
               "likelihood": {c: acc(scores[c][:, 0] - scores[c][:, 1]) for c in scores},
               "shift": {f"{a}-{b}": acc(margin(a, b)) for a, b in (("own", "none"), ("own", "other"),
                                                                    ("other", "none"))},
@@ -90,6 +107,11 @@ def main(argv=None) -> dict:
         true = margin("own", "none") + alpha * margin("own", "other")
         swapped = margin("other", "none") - alpha * margin("own", "other")
         report["teacher"][str(alpha)] = {"true": acc(true), "swapped": acc(swapped)}
+    report["against_reference"] = {}
+    for alpha in args.alpha:  # a policy that IS the teacher, scored as the evaluation scores it
+        true = margin("own", "reference") + alpha * margin("own", "other")
+        swapped = margin("other", "reference") - alpha * margin("own", "other")
+        report["against_reference"][str(alpha)] = {"true": acc(true), "swapped": acc(swapped)}
     return report
 
 

@@ -141,11 +141,11 @@ class AlignXTrainArguments:
                 "the same rows and model skip the reference pass (with the lower-layer cache or ica-prompt)."})
     distill_weight: float = field(default=0.0, metadata={
         "help": "Weight of the style-distillation term (0: off). Its teacher is the base model told the style of "
-                "the user whose persona a row shows (the record's ground_truth_persona, as a system message: distill_context), "
-                "contrasted with another user's style by distill_alpha; the term is the cross-entropy from the "
+                "the user whose persona a row shows (the record's ground_truth_persona, as a system message; what "
+                "else it reads: distill_context), contrasted with another user's style by distill_alpha; the term is the cross-entropy from the "
                 "teacher's next-token distributions to the policy's, on every chosen and rejected token (other "
-                "terms: distill_mode). Needs ground_truth_persona in the data and a chat template (not mode "
-                "anchor), and the precomputed prefix-sharing pass."})
+                "terms: distill_mode). Needs ground_truth_persona in the data, a chat template (distill_context "
+                "task, not mode anchor) and the precomputed prefix-sharing pass."})
     distill_alpha: float = field(default=1.0, metadata={
         "help": "The teacher's contrast: log-probs (1 + alpha) x own style - alpha x other style, renormalised."})
     distill_topk: int = field(default=64, metadata={
@@ -524,13 +524,14 @@ def teacher_prompts(rows: list[dict], tokenizer, seed: int, *, context: str = "t
     ICA prompt with the whole persona), so a PBA student learns from a teacher that reads the persona.
 
     Raises:
-        ValueError: a row without a style (no ``ground_truth_persona``), fewer than two styles, a
-            tokenizer without a chat template, or (``policy``) a row prompt without its system sentence.
+        ValueError: an unknown context, a row without a style (no ``ground_truth_persona``), fewer than
+            two styles, (``task``) a tokenizer without a chat template, (``policy``, ``reference``) a
+            prompt without its system sentence, or (``reference``) a row without ``ref_prompt``.
     """
     if context not in DISTILL_CONTEXTS:
         raise ValueError(f"unknown distill context {context!r}; choose one of {', '.join(DISTILL_CONTEXTS)}")
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("distill_weight needs a backbone with a chat template (the style is a system message)")
+    if context == "task" and not getattr(tokenizer, "chat_template", None):
+        raise ValueError("distill_context task needs a backbone with a chat template (the style is a system message)")
     if missing := sum(1 for r in rows if not r.get("style")):
         raise ValueError(f"distill_weight needs every record's ground_truth_persona; {missing} rows have none")
     styles = sorted({r["style"] for r in rows})
@@ -691,7 +692,7 @@ def _trainer_class():
 
             ``dists``: the top-k token ids and renormalised log-probs of the teacher,
             ``(1 + alpha) log p(. | own style) - alpha log p(. | other style)`` at each response
-            position (the base model told the style: `teacher_prompts`), kept in ``ref_cache``.
+            position (the base model told the style: `teacher_prompts`), kept in ``ref_cache`` when set.
             ``logratio``: per response token, the log-prob the policy should give it: the reference's
             plus the teacher's shift over its prompt without a style, ``(1 + alpha) (own - none) - alpha
             (other - none)``, capped at 0. ``anchor``: the reference's own token log-probs. The reference's
