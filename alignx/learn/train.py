@@ -47,6 +47,7 @@ LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 # TRL's per-pair losses that the prefix-sharing forward implements (`preference_loss`)
 FAST_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "nca_pair", "bco_pair", "apo_zero", "apo_down", "sft",
                "sigmoid_norm")
+DISTILL_CONTEXTS = ("task", "policy", "reference")  # what `teacher_prompts` puts the style before
 
 
 @dataclass
@@ -142,10 +143,10 @@ class AlignXTrainArguments:
     distill_weight: float = field(default=0.0, metadata={
         "help": "Weight of the style-distillation term (0: off). Its teacher is the base model told the style of "
                 "the user whose persona a row shows (the record's ground_truth_persona, as a system message; what "
-                "else it reads: distill_context), contrasted with another user's style by distill_alpha; the term is the cross-entropy from the "
-                "teacher's next-token distributions to the policy's, on every chosen and rejected token (other "
-                "terms: distill_mode). Needs ground_truth_persona in the data, a chat template (distill_context "
-                "task, not mode anchor) and the precomputed prefix-sharing pass."})
+                "else it reads: distill_context), contrasted with another user's style by distill_alpha; the term "
+                "is the cross-entropy from the teacher's next-token distributions to the policy's, on every chosen "
+                "and rejected token (other terms: distill_mode). Needs ground_truth_persona in the data, a chat "
+                "template (distill_context task, not mode anchor) and the precomputed prefix-sharing pass."})
     distill_alpha: float = field(default=1.0, metadata={
         "help": "The teacher's contrast: log-probs (1 + alpha) x own style - alpha x other style, renormalised."})
     distill_topk: int = field(default=64, metadata={
@@ -153,7 +154,7 @@ class AlignXTrainArguments:
     distill_mode: str = field(default="dists", metadata={
         "help": "dists: the cross-entropy to the contrasted teacher's top-k next-token distributions. logratio: "
                 "on the response's own tokens only, the squared gap between the policy's log-ratio to the reference "
-                "and the teacher's shift over the task without a style, (1 + alpha) (own - none) - alpha (other - "
+                "and the teacher's shift over its prompt without a style, (1 + alpha) (own - none) - alpha (other - "
                 "none): the part of the style that separates responses, without the shift a system message gives "
                 "every token. anchor: the squared gap to the reference's own token log-probs (no teacher): "
                 "a per-token leash that keeps unseen responses' likelihoods where the base model has them.",
@@ -164,7 +165,7 @@ class AlignXTrainArguments:
                 "put before its system sentence; the teacher then differs from the reference by the style alone) "
                 "or reference (the same on the reference prompt of reference ica-prompt: the ICA prompt with the "
                 "whole persona, for PBA).",
-        "choices": ["task", "policy", "reference"]})
+        "choices": list(DISTILL_CONTEXTS)})
     sft_rows: str = field(default="", metadata={
         "help": "With an sft term in --loss_type: the row kinds whose chosen response it counts (comma list of "
                 "original, swap, contrast; empty: every row, as TRL). 'original' teaches the persona's own style "
@@ -472,7 +473,6 @@ def prefix_sharing_supported(training_args) -> str | None:
 
 
 ROW_KINDS = ("original", "swap", "contrast")
-DISTILL_CONTEXTS = ("task", "policy", "reference")  # what `teacher_prompts` puts the style before
 TEACHER_COLUMNS = ("teacher_prompt", "teacher_other", "teacher_none")  # `teacher_prompts`, in order
 TOKEN_MODES = ("logratio", "anchor")  # distill modes whose term is on the response's own token log-probs
 
@@ -749,9 +749,8 @@ def _trainer_class():
             keys = [[self._cache_key("tokens", list(map(int, g.prompt)), list(map(int, r))) for r in g.responses]
                     for g in groups]
             for k in {k for ks in keys for k in ks} - self._token_memo.keys():
-                path = self._ref_cache_path(k) if self.ref_cache else None
-                if path is not None and path.exists():
-                    self._token_memo[k] = torch.load(path, weights_only=True)
+                if self.ref_cache and (hit := self._ref_cache_load(k)) is not None:
+                    self._token_memo[k] = hit
             todo = [j for j, ks in enumerate(keys) if any(k not in self._token_memo for k in ks)]
             todo = list({tuple(keys[j]): j for j in todo}.values())  # a repeated group runs once
             if todo:
