@@ -170,6 +170,9 @@ def test_preference_loss_formulas_by_hand():
     assert f(["apo_zero"]) == pytest.approx(((1 - sig(0.5)) + sig(-0.5) + (1 - sig(0.0)) + sig(0.5)) / 2)
     assert f(["ipo"]) == pytest.approx(((1 / 5 + 1 / 4 - 1) ** 2 + (0 - 1 / 8 - 1) ** 2) / 2)
     assert f(["sigmoid", "sft"], [1.0, 0.25]) == pytest.approx(f(["sigmoid"]) + 0.25 * f(["sft"]))
+    # drift: the pair's mean log-ratio per token, squared: (1 - 1) / 9 and (0 + 1) / 18
+    assert f(["drift"]) == pytest.approx((0.0 + (1 / 18) ** 2) / 2)
+    assert f(["sigmoid", "drift"], [1.0, 3.0]) == pytest.approx(f(["sigmoid"]) + 3 * f(["drift"]))
     with pytest.raises(ValueError, match="exo_pair"):
         f(["exo_pair"])
     with pytest.raises(ValueError, match="2 loss types"):
@@ -179,6 +182,36 @@ def test_preference_loss_formulas_by_hand():
     assert masked([0.0, 1.0]) == pytest.approx(20 / 10)
     assert masked([1.0, 1.0]) == pytest.approx(f(["sft"]))
     assert masked([0.0, 0.0]) == 0.0
+
+
+def test_drift_term_is_the_pairs_mean_log_ratio_squared_and_needs_prefix_sharing(tmp_path, monkeypatch):
+    """``--loss_type sigmoid drift``: refused before the model loads where TRL's forward would run; in
+    the prefix-sharing forward the loss is DPO + W x the squared per-token mean of both log-ratios,
+    and that mean is logged per row."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    base = ("--method", "ica", "--per_device_train_batch_size", "4", "--max_steps", "1", "--lora_top_layers", "2",
+            "--max_length", "512", "--disable_tqdm", "true", "--loss_type", "sigmoid", "drift")
+    a, d, _ = train.parse_args(_argv(tmp_path, *base, "--prefix_sharing", "false"))
+    with pytest.raises(ValueError, match="drift needs the prefix-sharing forward"):
+        train.build_trainer(a, d)
+    a, d, _ = train.parse_args(_argv(tmp_path, *base, "--loss_weights", "1", "5"))
+    trainer, _ = train.build_trainer(a, d)
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():  # move the adapter off zero so that the log-ratios are not all 0
+        for name, p in trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+        chosen, rejected = trainer._pair_logps(trainer.model, batch)
+        loss = float(trainer._compute_loss(trainer.model, batch, False))
+    c_lr = chosen - batch["ref_chosen_logps"]
+    r_lr = rejected - batch["ref_rejected_logps"]
+    n = torch.tensor([len(x) + len(y) for x, y in zip(batch["chosen_ids"], batch["rejected_ids"])], dtype=torch.float)
+    per_token = (c_lr + r_lr) / n
+    assert float(per_token.abs().max()) > 1e-3
+    dpo = -torch.nn.functional.logsigmoid(0.1 * (c_lr - r_lr)).mean()
+    assert loss == pytest.approx(float(dpo + 5 * (per_token ** 2).mean()), rel=1e-5)
+    assert trainer._metrics["train"]["logratio/per_token"][-4:] == pytest.approx(per_token.tolist(), rel=1e-5)
 
 
 def test_sft_rows_counts_only_the_chosen_kinds(tmp_path, monkeypatch):

@@ -47,6 +47,8 @@ LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 # TRL's per-pair losses that the prefix-sharing forward implements (`preference_loss`)
 FAST_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "nca_pair", "bco_pair", "apo_zero", "apo_down", "sft",
                "sigmoid_norm")
+# alignx's own terms, combined with those by loss_weights; only the prefix-sharing forward has them
+OWN_LOSSES = ("drift",)
 DISTILL_CONTEXTS = ("task", "policy", "reference")  # what `teacher_prompts` puts the style before
 
 
@@ -119,7 +121,8 @@ class AlignXTrainArguments:
     threads: int | None = field(default=None, metadata={"help": "torch intra-op threads."})
     prefix_sharing: bool = field(default=True, metadata={
         "help": f"Run each pair's prompt once; chosen and rejected reuse its KV cache (loss types: "
-                f"{', '.join(FAST_LOSSES)})."})
+                f"{', '.join(FAST_LOSSES)}; and alignx's drift, the squared mean log-ratio per token of the "
+                f"pair, a length-neutral leash)."})
     cache_lower_layers: bool = field(default=True, metadata={
         "help": "With lora_top_layers and prefix sharing: keep the output of the layers below the adapter from "
                 "the reference pass, so training steps run only the adapter's layers (exact)."})
@@ -407,10 +410,14 @@ def preference_loss(loss_types, loss_weights, beta: float, chosen_logps, rejecte
     """The weighted sum of TRL `DPOTrainer` losses (same formulas, same names) from summed response
     log-probs, their reference values and the response token counts. ``"sft"`` is TRL's: the mean
     negative log-likelihood per chosen token over the batch; with ``sft_weight`` (one 0/1 value per
-    row) only over the rows weighted 1, and 0 for a batch without any. Returns a scalar tensor.
+    row) only over the rows weighted 1, and 0 for a batch without any. ``"drift"`` is alignx's own
+    length-neutral leash: the square of the pair's mean log-ratio per token,
+    ((chosen_lr + rejected_lr) / (n_chosen + n_rejected))^2. It holds the likelihood that both
+    responses share where the reference has it and leaves their difference, what DPO moves, free.
+    Returns a scalar tensor.
 
     Raises:
-        ValueError: a loss type outside `FAST_LOSSES`, or a weight count that does not match.
+        ValueError: a loss type outside `FAST_LOSSES` and `OWN_LOSSES`, or a weight count that does not match.
     """
     import torch
     import torch.nn.functional as F
@@ -448,17 +455,19 @@ def preference_loss(loss_types, loss_weights, beta: float, chosen_logps, rejecte
             per = (-(w * chosen_logps).sum() / (w * n_c).sum().clamp(min=1.0)).expand(len(chosen_logps))
         elif kind == "sigmoid_norm":
             per = -F.logsigmoid(beta * (chosen_lr / n_c - rejected_lr / n_r))
+        elif kind == "drift":
+            per = ((chosen_lr + rejected_lr) / (n_c + n_r)) ** 2
         else:
             raise ValueError(f"loss_type {kind!r} is not one the prefix-sharing forward implements "
-                             f"({', '.join(FAST_LOSSES)})")
+                             f"({', '.join(FAST_LOSSES + OWN_LOSSES)})")
         total = total + per.mean() * weight
     return total
 
 
 def prefix_sharing_supported(training_args) -> str | None:
     """Why the prefix-sharing forward cannot run with these `DPOConfig` settings (None: it can)."""
-    if other := [t for t in training_args.loss_type if t not in FAST_LOSSES]:
-        return f"loss_type {other} (prefix sharing implements {', '.join(FAST_LOSSES)})"
+    if other := [t for t in training_args.loss_type if t not in FAST_LOSSES + OWN_LOSSES]:
+        return f"loss_type {other} (prefix sharing implements {', '.join(FAST_LOSSES + OWN_LOSSES)})"
     if getattr(training_args, "use_weighting", False):
         return "use_weighting"
     if getattr(training_args, "ld_alpha", None) is not None:
@@ -926,6 +935,10 @@ def _trainer_class():
             metrics["rewards/rejected"].extend(gather(rejected_rewards).tolist())
             metrics["rewards/accuracies"].extend(gather((chosen_rewards > rejected_rewards).float()).tolist())
             metrics["rewards/margins"].extend(gather(chosen_rewards - rejected_rewards).tolist())
+            # the pair's mean log-ratio per token: the likelihood shift both responses share (term "drift")
+            n_tokens = (count("chosen_ids") + count("rejected_ids")).clamp(min=1)
+            metrics["logratio/per_token"].extend(
+                gather((chosen_logratios + rejected_logratios).detach() / n_tokens).tolist())
             metrics["logps/chosen"].extend(gather(chosen_logps.detach()).tolist())
             metrics["logps/rejected"].extend(gather(rejected_logps.detach()).tolist())
             return (loss, {}) if return_outputs else loss
@@ -953,6 +966,9 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     if prefix_sharing and (why := prefix_sharing_supported(training_args)):
         print(f"alignx train: prefix sharing off: {why}", file=sys.stderr)
         prefix_sharing = False
+    if own := [t for t in training_args.loss_type if t in OWN_LOSSES] if not prefix_sharing else []:
+        raise ValueError(f"loss_type {', '.join(own)} needs the prefix-sharing forward (prefix_sharing true, "
+                         f"loss types among {', '.join(FAST_LOSSES + OWN_LOSSES)}); TRL's forward has no such loss")
     if why := reference_prompt_unsupported(args, training_args, prefix_sharing):  # before any model work
         raise ValueError(f"reference={args.reference!r}: {why}")
     sft_kinds = sft_rows_kinds(args, training_args, prefix_sharing)
