@@ -1,0 +1,97 @@
+"""The research scripts in scripts/: their figures against an independent computation on the tiny
+P-SOUPS fixture and the embedded backbone."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = FIXTURES / "psoups_tiny.json"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"alignx_script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _full_forward_logp(model, tokenizer, prompt: str, response: str) -> float:
+    """Summed log-prob of ``response`` + EOS after ``prompt``: one plain forward of the whole text."""
+    import torch
+
+    head = tokenizer(text=prompt)["input_ids"]
+    full = tokenizer(text=prompt + response + tokenizer.eos_token)["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([full])).logits[0].float()
+    logps = torch.log_softmax(logits[:-1], dim=-1)
+    target = torch.tensor(full[1:])
+    picked = logps[torch.arange(len(target)), target]
+    return float(picked[len(head) - 1:].sum())
+
+
+def test_score_training_rows_matches_plain_forwards_and_its_own_rows(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    from peft import LoraConfig, get_peft_model
+
+    from alignx.learn import train
+
+    monkeypatch.chdir(ROOT)
+    argv = ["--config", "configs/recipes/cpu_smollm2.yaml", "--method", "ica", "--data", str(TINY),
+            "--augment", "swap", "--threads", "1"]
+    args, training_args, _ = train.parse_args(argv + ["--out", str(tmp_path / "unused")])
+    model, tokenizer, source, _ = train.load_model(args, "cpu")
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():  # a non-zero adapter, so that policy and reference differ
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+
+    out = _script("score_training_rows").main([str(adapter), *argv, "--per_row"])
+
+    rows, _, _ = train.build_rows(args, tokenizer, train.prompt_style(args, source), training_args.seed)
+    assert [r["kind"] for r in rows] == [d["kind"] for d in out["rows"]]
+    assert {"original", "swap"} <= set(out)
+    for kind in ("original", "swap"):
+        mine = [d for d in out["rows"] if d["kind"] == kind]
+        assert out[kind]["n"] == len(mine)
+        assert out[kind]["accuracy"] == pytest.approx(
+            sum(d["chosen_logratio"] > d["rejected_logratio"] for d in mine) / len(mine))
+    # the first row's log-ratios, recomputed with plain forwards of the whole text
+    row, shown = rows[0], out["rows"][0]
+    for key in ("chosen", "rejected"):
+        policy = _full_forward_logp(peft_model, tokenizer, row["prompt"], row[key])
+        with peft_model.disable_adapter():
+            reference = _full_forward_logp(peft_model, tokenizer, row["prompt"], row[key])
+        assert shown[f"{key}_logratio"] == pytest.approx(policy - reference, abs=2e-3)
+    assert abs(shown["chosen_logratio"]) > 1e-3
+    # every record has its original and its swap row here
+    assert out["persona_swap"]["n"] == len({r["record_index"] for r in rows})
+
+
+def test_style_teacher_accuracy_policy_context_reference_is_the_ica_prompt(tmp_path):
+    pytest.importorskip("torch")
+    script = _script("style_teacher_accuracy")
+    base = ["--data", str(TINY), "--alpha", "0", "1", "--threads", "1"]
+    ica = script.main(base + ["--context", "policy", "--method", "ica"])
+    assert ica["n_triples"] == 4 and (ica["context"], ica["method"]) == ("policy", "ica")
+    # for the ICA policy context the teacher's "none" prompt IS the evaluation's reference prompt,
+    # so the teacher figures and the against-reference figures must agree
+    assert ica["likelihood"]["none"] == ica["likelihood"]["reference"]
+    assert ica["against_reference"] == ica["teacher"]
+    assert ica["teacher"]["0.0"]["true"] == ica["shift"]["own-none"]
+    pba = script.main(base + ["--context", "policy", "--method", "pba"])
+    assert pba["likelihood"]["reference"] == ica["likelihood"]["reference"]  # the same ICA reference
+    for report in (ica, pba):
+        for figures in (report["likelihood"], report["shift"]):
+            assert all(v in (0.0, 0.25, 0.5, 0.75, 1.0) for v in figures.values())  # 4 triples
+    with pytest.raises(SystemExit):
+        script.main(["--data", str(FIXTURES / "alignx_sample.json")])  # no ground_truth_persona styles
