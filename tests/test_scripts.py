@@ -95,3 +95,35 @@ def test_style_teacher_accuracy_policy_context_reference_is_the_ica_prompt(tmp_p
             assert all(v in (0.0, 0.25, 0.5, 0.75, 1.0) for v in figures.values())  # 4 triples
     with pytest.raises(SystemExit):
         script.main(["--data", str(FIXTURES / "alignx_sample.json")])  # no ground_truth_persona styles
+
+
+def test_profile_probe_scores_unseen_tasks_and_profiles_only():
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    probe = _script("profile_probe").probe
+    rng = np.random.default_rng(0)
+    n = 120
+    labels = rng.integers(0, 2, n)
+    tasks = np.array([f"task {i % 30}" for i in range(n)])
+    profiles = np.array([f"profile {i}" for i in range(n)])
+    states = rng.normal(size=(n, 2, 2, 8))
+    states[:, 0, :, 3] += 4.0 * (2 * labels[:, None] - 1)  # layer 0 encodes the label in one coordinate
+    scores = probe(states, labels, tasks, profiles, folds=2)
+    assert {k for k in scores} == {(0, "last"), (0, "mean"), (1, "last"), (1, "mean")}
+    assert all(acc == 1.0 for acc, _ in scores[(0, "last")] + scores[(0, "mean")])
+    assert all(acc < 0.8 for acc, _ in scores[(1, "mean")])  # noise only: near chance
+    # a quarter of the 30 tasks is held out per fold: 7 tasks x 4 records each
+    assert all(m == 28 for _, m in scores[(0, "last")])
+    # a profile seen in training never counts as a test record
+    shared = np.array(["p"] * n)
+    assert probe(states, labels, tasks, shared, folds=1) == {}
+    # a held-out task never trains the probe: here the label is a function of the task alone, so a
+    # probe that had seen the held-out tasks' records would score them perfectly
+    by_task = np.array([int(t.split()[1]) % 2 for t in tasks])
+    task_states = np.zeros((n, 1, 2, 30))
+    task_states[np.arange(n), 0, :, [int(t.split()[1]) for t in tasks]] = 1.0  # one-hot task identity
+    linked = [f"profile {i}" for i in range(n)]
+    for i in range(60):  # record i + 31 (the next task) shares record i's profile
+        linked[i + 31] = linked[i]
+    scores = probe(task_states, by_task, tasks, np.array(linked), folds=3)[(0, "last")]
+    assert all(acc < 0.9 for acc, _ in scores)
