@@ -639,9 +639,11 @@ def _trainer_class():
         With ``prefix_sharing=True`` (and a `PrefixSharingCollator`), each pair's prompt runs once
         and chosen and rejected continue from its KV cache, in the policy forward and in the
         reference log-prob precompute. The loss is TRL's (`preference_loss`: sigmoid DPO and the
-        other types in `FAST_LOSSES`, weighted by ``loss_weights``). The logged metrics are TRL's
-        (``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``, ``rewards/margins``,
-        ``logps/chosen``, ``logps/rejected``), averaged over rows (TRL averages over batches).
+        other types in `FAST_LOSSES`, weighted by ``loss_weights``), plus alignx's `OWN_LOSSES`.
+        The logged metrics are TRL's (``rewards/chosen``, ``rewards/rejected``,
+        ``rewards/accuracies``, ``rewards/margins``, ``logps/chosen``, ``logps/rejected``) and
+        ``logratio/per_token`` (the pair's mean log-ratio per token), averaged over rows (TRL
+        averages over batches).
         """
 
         def __init__(self, *args, prefix_sharing: bool = False, frozen_start: int | None = None,
@@ -966,7 +968,8 @@ def build_trainer(args: AlignXTrainArguments, training_args):
     if prefix_sharing and (why := prefix_sharing_supported(training_args)):
         print(f"alignx train: prefix sharing off: {why}", file=sys.stderr)
         prefix_sharing = False
-    if own := [t for t in training_args.loss_type if t in OWN_LOSSES] if not prefix_sharing else []:
+    own = [t for t in training_args.loss_type if t in OWN_LOSSES]
+    if own and not prefix_sharing:
         raise ValueError(f"loss_type {', '.join(own)} needs the prefix-sharing forward (prefix_sharing true, "
                          f"loss types among {', '.join(FAST_LOSSES + OWN_LOSSES)}); TRL's forward has no such loss")
     if why := reference_prompt_unsupported(args, training_args, prefix_sharing):  # before any model work
