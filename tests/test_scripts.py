@@ -152,6 +152,11 @@ def test_style_readability_reads_a_marked_style_and_not_noise():
     features = mod.token_features(str.split, chosen, rejected)
     assert features.shape[0] == 39 and set(np.unique(features)) <= {-1.0, 0.0, 1.0}  # the shared words cancel
     assert mod.cross_validated(features, labels, repeats=2)["accuracy"] == 1.0
+    # --heldout: fitted on all the given pairs, scored once on others (here the same style marks)
+    right = mod.fit_and_score(features[:30], labels[:30], features[30:], labels[30:])
+    assert right.shape == (9,) and right.all()
+    assert not mod.fit_and_score(features[:30], labels[:30], features[30:],
+                                 ["A" if y == "B" else "B" for y in labels[30:]]).any()
     noise = mod.cross_validated(rng.normal(size=features.shape), labels, repeats=3)
     assert noise["accuracy"] < 0.75 and set(noise["by_persona"]) == {"A", "B"}
     with pytest.raises(ValueError, match="exactly two personas"):
