@@ -16,7 +16,9 @@ Everything after the adapter folder is the training command's arguments, plus ``
 validation`` to score the run's validation rows (``--validation_per_persona``) instead, and
 ``--per_row`` to list every row's log-ratios and response lengths. Split by
 kind, these give the two held-out figures in advance: the ``original`` accuracy is the true-persona
-accuracy, and one minus the ``swap`` accuracy approximates the swapped-persona accuracy.
+accuracy, and one minus the ``swap`` accuracy approximates the swapped-persona accuracy. Each
+accuracy and the directional rate carry a standard error clustered by triple
+(`alignx.learn.evaluate.clustered_stderr`): rows about one triple tend to be right or wrong together.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from peft import PeftModel
 
 from alignx.learn import train
+from alignx.learn.evaluate import clustered_stderr
 from alignx.logprobs import Group, prefix_shared_logps
 
 SECTIONS = ("***User Preferences***", "***Historical Behavior")
@@ -77,6 +80,8 @@ def main(argv: list[str]) -> dict:
         return Group(prompt, responses)
 
     margins = defaultdict(list)
+    clusters = defaultdict(list)  # kind -> the triple of each margin
+    record_triple = {}
     details = []  # with --per_row: each row's kind, log-ratios (nats) and response token counts
     policy_margin = defaultdict(dict)  # record -> kind -> the adapter's own chosen-minus-rejected log-prob
     for i in range(0, len(rows), 8):
@@ -90,6 +95,7 @@ def main(argv: list[str]) -> dict:
         own = (policy[0::2] - policy[1::2]).tolist()
         for j, (row, m, p) in enumerate(zip(batch, (ratio[0::2] - ratio[1::2]).tolist(), own)):
             margins[row["kind"]].append(m)
+            clusters[row["kind"]].append(triple_key(row))
             if per_row:
                 details.append({"record_index": row["record_index"], "kind": row["kind"],
                                 "chosen_logratio": float(ratio[2 * j]), "rejected_logratio": float(ratio[2 * j + 1]),
@@ -97,17 +103,24 @@ def main(argv: list[str]) -> dict:
                                 "rejected_tokens": len(groups[j].responses[1])})
             if triple_key(row) in both_ways:
                 margins["both_ways"].append(m)
+                clusters["both_ways"].append(triple_key(row))
             if row["kind"] in ("original", "swap"):
                 policy_margin[row["record_index"]][row["kind"]] = p
-    out = {kind: {"n": len(v), "accuracy": sum(m > 0 for m in v) / len(v), "mean_margin_nats": sum(v) / len(v)}
+                record_triple[row["record_index"]] = triple_key(row)
+    out = {kind: {"n": len(v), "accuracy": sum(m > 0 for m in v) / len(v),
+                  "accuracy_stderr_clustered": clustered_stderr([m > 0 for m in v], clusters[kind]),
+                  "triples": len(set(clusters[kind])), "mean_margin_nats": sum(v) / len(v)}
            for kind, v in margins.items()}
     if both_ways:
         out["both_ways"]["persona_blind_max"] = sum(max(sides[k].values()) for k in both_ways)
     # the swap study's directional rate: does the policy's own chosen-vs-rejected margin fall when
     # the record's persona is swapped? (the swap row has the labels exchanged, hence the sum)
-    moved = [m["original"] + m["swap"] for m in policy_margin.values() if len(m) == 2]
+    both = [i for i, m in policy_margin.items() if len(m) == 2]
+    moved = [policy_margin[i]["original"] + policy_margin[i]["swap"] for i in both]
     if moved:
         out["persona_swap"] = {"n": len(moved), "directional_rate": sum(x > 0 for x in moved) / len(moved),
+                               "directional_rate_stderr_clustered": clustered_stderr(
+                                   [x > 0 for x in moved], [record_triple[i] for i in both]),
                                "mean_margin_shift_nats": sum(moved) / len(moved)}
     if per_row:
         out["rows"] = details

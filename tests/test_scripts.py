@@ -40,10 +40,13 @@ def test_score_training_rows_matches_plain_forwards_and_its_own_rows(tmp_path, m
     from peft import LoraConfig, get_peft_model
 
     from alignx.learn import train
+    from alignx.learn.evaluate import clustered_stderr
 
     monkeypatch.chdir(ROOT)
+    # fp32: the recipe's "auto" picks bf16 on a CPU with AVX512-BF16, whose rounding (~0.1 nats per
+    # response) would swamp the comparison with plain forwards below
     argv = ["--config", "configs/recipes/cpu_smollm2.yaml", "--method", "ica", "--data", str(TINY),
-            "--augment", "swap", "--threads", "1"]
+            "--augment", "swap", "--threads", "1", "--precision", "fp32"]
     args, training_args, _ = train.parse_args(argv + ["--out", str(tmp_path / "unused")])
     model, tokenizer, source, _ = train.load_model(args, "cpu")
     torch.manual_seed(0)
@@ -65,6 +68,11 @@ def test_score_training_rows_matches_plain_forwards_and_its_own_rows(tmp_path, m
         assert out[kind]["n"] == len(mine)
         assert out[kind]["accuracy"] == pytest.approx(
             sum(d["chosen_logratio"] > d["rejected_logratio"] for d in mine) / len(mine))
+        # clustered by triple: the rows' own correctness with their rows' triples
+        triples = [_script("score_training_rows").triple_key(r) for r in rows if r["kind"] == kind]
+        assert out[kind]["triples"] == len(set(triples))
+        assert out[kind]["accuracy_stderr_clustered"] == pytest.approx(clustered_stderr(
+            [d["chosen_logratio"] > d["rejected_logratio"] for d in mine], triples))
     # the first row's log-ratios, recomputed with plain forwards of the whole text
     row, shown = rows[0], out["rows"][0]
     for key in ("chosen", "rejected"):
