@@ -307,7 +307,8 @@ def test_distill_stores_the_contrasted_teacher_and_adds_its_cross_entropy(tmp_pa
     torch = pytest.importorskip("torch")
     monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
     base = ("--method", "ica", "--augment", "swap", "--per_device_train_batch_size", "2", "--max_steps", "2",
-            "--logging_steps", "1", "--lora_top_layers", "2", "--max_length", "512", "--disable_tqdm", "true")
+            "--logging_steps", "1", "--lora_top_layers", "2", "--max_length", "512", "--disable_tqdm", "true",
+            "--precision", "fp32")  # fp32: compared with plain forwards below (auto picks bf16 on AVX512-BF16)
     a, d, _ = train.parse_args(_argv(tmp_path, *base, "--distill_weight", "1", "--prefix_sharing", "false"))
     with pytest.raises(ValueError, match="distill_weight: .*prefix-sharing forward"):
         train.build_trainer(a, d)
@@ -357,7 +358,7 @@ def test_distill_policy_context_teacher_reads_the_persona_and_its_targets_come_b
     argv = _argv(tmp_path, "--method", "ica", "--augment", "swap", "--per_device_train_batch_size", "2", "--max_steps",
                  "1", "--lora_top_layers", "2", "--max_length", "512", "--disable_tqdm", "true", "--distill_weight",
                  "1", "--distill_alpha", "0", "--distill_topk", "4", "--distill_context", "policy", "--ref_cache",
-                 str(tmp_path / "cache"))
+                 str(tmp_path / "cache"), "--precision", "fp32")  # fp32: compared with plain forwards
     a, d, _ = train.parse_args(argv)
     trainer, _ = train.build_trainer(a, d)
     ds, tok, model = trainer.train_dataset, trainer.processing_class, trainer.model
@@ -401,6 +402,7 @@ def test_distill_logratio_stores_per_token_goals_and_adds_their_squared_gap(tmp_
     a, d, _ = train.parse_args(_argv(tmp_path, "--method", "ica", "--augment", "swap", "--per_device_train_batch_size",
                                       "2", "--max_steps", "1", "--logging_steps", "1", "--lora_top_layers", "2",
                                       "--max_length", "512", "--disable_tqdm", "true", "--distill_weight", "0.5",
+                                      "--precision", "fp32",  # compared with plain forwards
                                       "--distill_alpha", "0.5", "--distill_mode", "logratio",
                                       "--cache_lower_layers", lower_cache, "--ref_cache", str(tmp_path / "cache")))
     trainer, info = train.build_trainer(a, d)
