@@ -174,7 +174,9 @@ def main(argv=None) -> dict:
                             "by_persona": {p: float(right[[h.ground_truth_persona == p for h in held]].mean())
                                            for p in sorted({h.ground_truth_persona for h in held})}}
             h = r["heldout"]
-            print(f"  held-out: {h['accuracy']:.3f} ± {h['accuracy_stderr_clustered']:.3f} of {h['records']} records "
+            se = h["accuracy_stderr_clustered"]
+            se = f" ± {se:.3f}" if se is not None else ""  # None: a single held-out pair
+            print(f"  held-out: {h['accuracy']:.3f}{se} of {h['records']} records "
                   f"({h['pair_accuracy']:.3f} of {h['pairs']} pairs; "
                   + ", ".join(f"{p[:32]}: {v:.3f}" for p, v in h["by_persona"].items()) + ")")
     if args.out:
