@@ -71,6 +71,14 @@ def token_features(tokenize: Callable[[str], list], chosen: Sequence[str], rejec
     return out
 
 
+def reader(grid: Sequence[float], cv):
+    """A logistic-regression reader whose regularisation (from ``grid``) an inner cross-validation ``cv`` picks."""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    return LogisticRegressionCV(Cs=list(grid), cv=cv, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
+                                use_legacy_attributes=False)
+
+
 def cross_validated(features: np.ndarray, labels: Sequence[str], *, folds: int = 4, repeats: int = 5,
                     grid: Sequence[float] = GRID) -> dict:
     """Accuracy of a logistic-regression reader on left-out folds, ``repeats`` stratified splits.
@@ -79,7 +87,6 @@ def cross_validated(features: np.ndarray, labels: Sequence[str], *, folds: int =
         `dict`: ``accuracy`` (mean over repeats), ``accuracy_by_repeat``, ``by_persona`` (the mean
         accuracy on each persona's pairs) and ``chosen_C`` (the inner cross-validation's picks).
     """
-    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(labels)
@@ -94,8 +101,7 @@ def cross_validated(features: np.ndarray, labels: Sequence[str], *, folds: int =
         outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         for train, test in outer.split(features, y):
             inner = StratifiedKFold(n_splits=min(folds, 3), shuffle=True, random_state=seed)
-            model = LogisticRegressionCV(Cs=list(grid), cv=inner, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
-                                         use_legacy_attributes=False).fit(features[train], y[train])
+            model = reader(grid, inner).fit(features[train], y[train])
             correct[test] = model.predict(features[test]) == y[test]
             picks.append(float(np.ravel(model.C_)[0]))
         accuracy.append(float(correct.mean()))
@@ -110,12 +116,10 @@ def fit_and_score(train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarra
                   folds: int = 4, grid: Sequence[float] = GRID, seed: int = 0) -> np.ndarray:
     """Fit a reader on all of ``train_x`` (regularisation by an inner cross-validation on it alone)
     and return, per row of ``test_x``, whether it reads the right persona."""
-    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
 
     inner = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    model = LogisticRegressionCV(Cs=list(grid), cv=inner, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
-                                 use_legacy_attributes=False).fit(train_x, np.asarray(train_y))
+    model = reader(grid, inner).fit(train_x, np.asarray(train_y))
     return model.predict(test_x) == np.asarray(test_y)
 
 

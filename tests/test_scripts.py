@@ -58,7 +58,8 @@ def test_score_training_rows_matches_plain_forwards_and_its_own_rows(tmp_path, m
     adapter = tmp_path / "adapter"
     peft_model.save_pretrained(adapter)
 
-    out = _script("score_training_rows").main([str(adapter), *argv, "--per_row"])
+    script = _script("score_training_rows")
+    out = script.main([str(adapter), *argv, "--per_row"])
 
     rows, _, _ = train.build_rows(args, tokenizer, train.prompt_style(args, source), training_args.seed)
     assert [r["kind"] for r in rows] == [d["kind"] for d in out["rows"]]
@@ -69,7 +70,7 @@ def test_score_training_rows_matches_plain_forwards_and_its_own_rows(tmp_path, m
         assert out[kind]["accuracy"] == pytest.approx(
             sum(d["chosen_logratio"] > d["rejected_logratio"] for d in mine) / len(mine))
         # clustered by triple: the rows' own correctness with their rows' triples
-        triples = [_script("score_training_rows").triple_key(r) for r in rows if r["kind"] == kind]
+        triples = [script.triple_key(r) for r in rows if r["kind"] == kind]
         assert out[kind]["triples"] == len(set(triples))
         assert out[kind]["accuracy_stderr_clustered"] == pytest.approx(clustered_stderr(
             [d["chosen_logratio"] > d["rejected_logratio"] for d in mine], triples))

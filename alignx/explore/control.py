@@ -820,10 +820,9 @@ def swap_study(backbone, records: Sequence[Record], *, seed: int = 0, beta: floa
             for key in sorted({e["ground_truth_persona"] or "" for e in examples})
             for mask in [np.array([(e["ground_truth_persona"] or "") == key for e in examples])]}
     if single_label:
-        pairs = [(bv, k) for e, k in zip(examples, keys)
-                 for bv in ((e["margin/original"], v) for v in e["margin/single_label"].values())]
-        b, a = (np.array([x[0][0] for x in pairs]), np.array([x[0][1] for x in pairs])) if pairs else (np.zeros(0),) * 2
-        summary["single_label"] = flip_stats(b, a, [k for _, k in pairs])
+        edits = [(e["margin/original"], v, k) for e, k in zip(examples, keys) for v in e["margin/single_label"].values()]
+        summary["single_label"] = flip_stats(np.array([x[0] for x in edits], dtype=np.float64),
+                                             np.array([x[1] for x in edits], dtype=np.float64), [x[2] for x in edits])
         summary["single_label"]["edits_per_record"] = _mean(len(e["margin/single_label"]) for e in examples)
     labels = {label: flip_stats(np.array([x[0] for x in v]), np.array([x[1] for x in v]))
               for label, v in sorted(per_label.items(), key=lambda kv: -len(kv[1]))}

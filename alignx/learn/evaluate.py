@@ -300,6 +300,7 @@ def evaluate(backbone, records: Sequence[Record], *, method: str, beta: float = 
     else:
         rew_c, rew_r = logp_c, logp_r
     correct = rew_c > rew_r  # strict: ties are wrong
+    pairs = [pair_key(records[i]) for i in chosen_idx]  # the clusters of the standard error
     accuracy = float(correct.mean()) if n else float("nan")
 
     from alignx import __version__
@@ -307,9 +308,9 @@ def evaluate(backbone, records: Sequence[Record], *, method: str, beta: float = 
     out = {
         "accuracy": accuracy,
         "accuracy_stderr": math.sqrt(accuracy * (1 - accuracy) / n) if n else None,
-        "accuracy_stderr_clustered": clustered_stderr(correct, [pair_key(records[i]) for i in chosen_idx]),
+        "accuracy_stderr_clustered": clustered_stderr(correct, pairs),
         "n": n,
-        "n_pairs": len({pair_key(records[i]) for i in chosen_idx}),
+        "n_pairs": len(set(pairs)),
         "correct": int(correct.sum()),
         "ties": int((rew_c == rew_r).sum()),
         "metric": metric,
