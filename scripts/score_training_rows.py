@@ -14,7 +14,12 @@ prints that bound too.
 
 Everything after the adapter folder is the training command's arguments, plus ``--rows
 validation`` to score the run's validation rows (``--validation_per_persona``) instead, and
-``--per_row`` to list every row's log-ratios and response lengths. Split by
+``--per_row`` to list every row's log-ratios and response lengths, and ``--against FILE`` (the
+output of an earlier ``--per_row`` run on the same rows, another adapter's) to add ``paired``: per
+row kind, this adapter's accuracy minus that one's, row by row, with a standard error clustered by
+triple. Two recipes scored on one validation slice differ far less in ``paired`` than their
+separate standard errors suggest, since both are right or wrong on the same easy and hard triples.
+Split by
 kind, these give the two held-out figures in advance: the ``original`` accuracy is the true-persona
 accuracy, and one minus the ``swap`` accuracy approximates the swapped-persona accuracy. Each
 accuracy and the directional rate carry a standard error clustered by triple
@@ -55,6 +60,17 @@ def main(argv: list[str]) -> dict:
         if which not in ("train", "validation"):
             raise SystemExit(f"--rows takes train or validation, not {which!r}")
         del train_argv[at:at + 2]
+    against = None
+    if "--against" in train_argv:
+        at = train_argv.index("--against")
+        if at + 1 >= len(train_argv):
+            raise SystemExit("--against takes the JSON output of an earlier --per_row run")
+        with open(train_argv[at + 1], encoding="utf-8") as f:
+            against = json.load(f).get("rows")
+        if not against:
+            raise SystemExit(f"{train_argv[at + 1]}: no per-row figures; score that adapter with --per_row")
+        del train_argv[at:at + 2]
+        train_argv.append("--per_row")
     per_row = "--per_row" in train_argv
     if per_row:
         train_argv.remove("--per_row")
@@ -98,6 +114,7 @@ def main(argv: list[str]) -> dict:
             clusters[row["kind"]].append(triple_key(row))
             if per_row:
                 details.append({"record_index": row["record_index"], "kind": row["kind"],
+                                "triple": triple_id(row),
                                 "chosen_logratio": float(ratio[2 * j]), "rejected_logratio": float(ratio[2 * j + 1]),
                                 "chosen_tokens": len(groups[j].responses[0]),
                                 "rejected_tokens": len(groups[j].responses[1])})
@@ -124,6 +141,41 @@ def main(argv: list[str]) -> dict:
                                "mean_margin_shift_nats": sum(moved) / len(moved)}
     if per_row:
         out["rows"] = details
+    if against is not None:
+        out["paired"] = paired_difference(details, against)
+    return out
+
+
+def triple_id(row: dict) -> str:
+    """A short, stable id of the row's triple (`triple_key`), for the per-row figures."""
+    import hashlib
+
+    task, responses = triple_key(row)
+    return hashlib.sha1("\0".join([task, *sorted(responses)]).encode()).hexdigest()[:12]
+
+
+def paired_difference(rows: list[dict], earlier: list[dict]) -> dict:
+    """Per row kind: the accuracy of ``rows`` minus that of ``earlier`` on the same rows (matched by
+    record and kind), with its standard error clustered by triple.
+
+    Raises:
+        SystemExit: the two do not hold the same rows.
+    """
+    def right(r: dict) -> int:
+        return int(r["chosen_logratio"] - r["rejected_logratio"] > 0)
+
+    before = {(r["record_index"], r["kind"]): r for r in earlier}
+    now = {(r["record_index"], r["kind"]): r for r in rows}
+    if before.keys() != now.keys() or any(before[k].get("triple", now[k]["triple"]) != now[k]["triple"] for k in now):
+        raise SystemExit("--against: the earlier run scored other rows; give it the same rows (--rows, "
+                         "--validation_per_persona, --augment, --limit, seed)")
+    out = {}
+    for kind in sorted({k for _, k in now}):
+        keys = [k for k in now if k[1] == kind]
+        diff = [right(now[k]) - right(before[k]) for k in keys]
+        out[kind] = {"n": len(keys), "accuracy_difference": sum(diff) / len(diff),
+                     "stderr_clustered": clustered_stderr(diff, [now[k]["triple"] for k in keys]),
+                     "rows_better": sum(d > 0 for d in diff), "rows_worse": sum(d < 0 for d in diff)}
     return out
 
 

@@ -24,7 +24,12 @@ held-out pairs, per record (as the swap study counts) and per distinct pair. Not
 those figures. The figures are an estimate of how readable the two styles are from ~100 pairs, not
 a bound: a larger reader may read them better.
 
-    python scripts/style_readability.py --data friendly_unfriendly.json --split psoups_friendly_unfriendly [--heldout]
+``--curve N [N ...]`` adds each reader's learning curve on the train side: its accuracy on 26
+held-out train-side pairs when trained on N of the others, over 30 repeats. A curve still rising at
+the largest N says the readers are short of pairs rather than of capacity.
+
+    python scripts/style_readability.py --data friendly_unfriendly.json --split psoups_friendly_unfriendly \
+        [--heldout] [--curve 16 26 39 52 65 77]
 """
 
 from __future__ import annotations
@@ -123,6 +128,39 @@ def fit_and_score(train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarra
     return model.predict(test_x) == np.asarray(test_y)
 
 
+def learning_curve(features: np.ndarray, labels: Sequence[str], sizes: Sequence[int], *, test_size: int,
+                   repeats: int = 30, folds: int = 3, grid: Sequence[float] = GRID) -> list[dict]:
+    """How a reader's accuracy on unseen pairs grows with the number of pairs it is trained on.
+
+    Each repeat holds out ``test_size`` pairs (stratified by persona) and trains one reader per size
+    in ``sizes`` on a stratified subsample of the rest, the smaller subsamples nested in the larger
+    ones, so the sizes differ by the added pairs only. Returns, per size, ``pairs``, ``accuracy``
+    (the mean over repeats) and ``stderr`` (over repeats).
+    """
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    y = np.asarray(labels)
+    classes = sorted(set(labels))
+    if len(classes) != 2:
+        raise ValueError(f"need exactly two personas, got {len(classes)}")
+    room = len(y) - test_size
+    if not sizes or min(sizes) < 2 * folds or max(sizes) > room:
+        raise ValueError(f"sizes must lie in [{2 * folds}, {room}] (the pairs left after {test_size} held out), "
+                         f"got {list(sizes)}")
+    scores = {n: [] for n in sizes}
+    for seed in range(repeats):
+        rest, test = next(StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(features, y))
+        rng = np.random.default_rng(seed)
+        order = {c: rng.permutation(rest[y[rest] == c]) for c in classes}  # a prefix of each is a nested subsample
+        for n in sizes:
+            take = np.concatenate([order[c][:max(folds, round(n * len(order[c]) / room))] for c in classes])
+            scores[n].append(float(fit_and_score(features[take], y[take], features[test], y[test], folds=folds,
+                                                 grid=grid, seed=seed).mean()))
+    return [{"pairs": n, "accuracy": float(np.mean(v)),
+             "stderr": float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None}
+            for n, v in scores.items()]
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="records with ground_truth_persona (P-SOUPS)")
@@ -132,6 +170,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--heldout", action="store_true",
                     help="also fit each reader on all train-side pairs and score the split's held-out records once")
+    ap.add_argument("--curve", type=int, nargs="+", metavar="N",
+                    help="also give each reader's learning curve: its accuracy on --curve_test held-out train-side "
+                         "pairs when trained on N of the others, for each N (30 repeats)")
+    ap.add_argument("--curve_test", type=int, default=26, help="train-side pairs held out per learning-curve repeat")
     ap.add_argument("--out", help="also write the result JSON here")
     args = ap.parse_args(argv)
     if args.heldout and not args.split:
@@ -163,6 +205,10 @@ def main(argv=None) -> dict:
         print(f"{reader}: {r['accuracy']:.3f} of unseen pairs read as the right persona "
               f"(repeats {min(r['accuracy_by_repeat']):.3f}-{max(r['accuracy_by_repeat']):.3f}; "
               + ", ".join(f"{p[:32]}: {v:.3f}" for p, v in r["by_persona"].items()) + ")")
+        if args.curve:
+            r["curve"] = learning_curve(features[:n], labels, args.curve, test_size=args.curve_test)
+            print("  learning curve (train-side pairs read / pairs trained on): " + ", ".join(
+                f"{c['accuracy']:.3f} ± {c['stderr']:.3f} / {c['pairs']}" for c in r["curve"]))
         if held:
             from alignx.learn.evaluate import clustered_stderr, pair_key
 

@@ -224,6 +224,85 @@ def test_augmentation_fractions():
             data.parse_augment(bad)
 
 
+def _history_users() -> list[Record]:
+    """Two users of opposite style; each persona holds three items, one of them twice."""
+    def user(g: str, k: int) -> Record:
+        items = [PairItem(f"{g}-task{j}", f"{g}-styled{j}", f"plain{j}") for j in range(3)]
+        return Record(prompt=f"{g}-own{k}", chosen=f"{g}-own-styled{k}", rejected=f"own-plain{k}",
+                      persona=Persona(pairs=[*items, items[0]]), ground_truth_persona=g, profile=f"profile {g}")
+    return [user(g, k) for k in range(4) for g in ("A", "B")]
+
+
+def test_history_targets_learn_a_personas_own_items_and_never_touch_excluded_texts():
+    recs = _history_users()
+    rec = recs[0]
+    seen = set()
+    for index in range(30):
+        t = data.history_target(rec, index, seed=0)
+        assert t == data.history_target(rec, index, seed=0)  # seeded by (seed, index)
+        item = (t.prompt, t.chosen, t.rejected)
+        seen.add(item)
+        assert item in {(p.prompt, p.chosen, p.rejected) for p in rec.persona.pairs}
+        assert item not in {(p.prompt, p.chosen, p.rejected) for p in t.persona.pairs}  # every copy leaves
+        assert len(t.persona.pairs) == 4 - (2 if t.prompt == "A-task0" else 1)
+        assert (t.ground_truth_persona, t.profile) == ("A", "profile A")
+    assert seen == {(f"A-task{j}", f"A-styled{j}", f"plain{j}") for j in range(3)}  # each item can be drawn
+    # an excluded text (a prompt or either response) keeps its item out
+    for index in range(30):
+        t = data.history_target(rec, index, seed=0, exclude={"A-task1", "plain2"})
+        assert (t.prompt, t.chosen) == ("A-task0", "A-styled0")
+    assert data.history_target(rec, 0, exclude={"plain0", "plain1", "plain2"}) is None
+    lone = Record(prompt="x", chosen="y", rejected="z", persona=Persona(pairs=[PairItem("p", "c", "r")] * 2))
+    assert data.history_target(lone, 0) is None  # nothing of the persona would be left to show
+
+    rows = data.build_training_rows(recs, "ica", seed=0, style="official-train", shuffle=False,
+                                    augment="history,history_swap", history_exclude={"B-task2"})
+    kinds = Counter(r["kind"] for r in rows)
+    assert kinds == {"original": 8, "history": 8, "history_swap": 8}
+    by_kind = {k: {r["record_index"]: r for r in rows if r["kind"] == k} for k in ("history", "history_swap")}
+    for i, rec in enumerate(recs):
+        own, swap = by_kind["history"][i], by_kind["history_swap"][i]
+        target = data.history_target(rec, i, seed=0, exclude={"B-task2"})
+        assert (own["task"], own["chosen"], own["rejected"]) == (target.prompt, target.chosen, target.rejected)
+        assert (swap["task"], swap["chosen"], swap["rejected"]) == (target.prompt, target.rejected, target.chosen)
+        assert own["style"] == rec.ground_truth_persona != swap["style"]
+        assert own["task"] != "B-task2"
+        assert target.chosen not in own["prompt"]  # the target is not shown as history
+    keys = data.pair_keys(rows)
+    assert all(keys.count(k) == 2 for k, r in zip(keys, rows) if r["kind"] != "original")
+    assert {k for k, r in zip(keys, rows) if r["kind"] == "history"} == {f"history:{i}" for i in range(8)}
+
+
+def test_history_targets_leave_out_what_held_out_and_validation_records_ask(tmp_path, monkeypatch):
+    """`alignx.learn.train.build_rows` gives the history augmentations every text of the records it
+    does not train on, and the validation rows never include history targets."""
+    from alignx.learn import train
+
+    recs = _history_users()
+    # held out: a user whose own task is one of the training users' history items
+    recs += [Record(prompt="A-task1", chosen="A-styled1", rejected="other plain", ground_truth_persona="A",
+                    persona=Persona(pairs=[PairItem("q", "s", "t")] * 2), profile="p")]
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps([r.to_dict() for r in recs]))
+    held = {"name": "t", "n_records": len(recs),
+            "heldout": [{"index": len(recs) - 1, "hash": split.record_hash(recs[-1]), "persona": "A"}]}
+    (tmp_path / "t.json").write_text(json.dumps(held))
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    a, d, _ = train.parse_args(["--config", "configs/recipes/cpu_smollm2.yaml", "--method", "ica", "--data", str(path),
+                                "--split", str(tmp_path / "t.json"),
+                                "--out", str(tmp_path / "o"), "--augment", "history,history_swap,swap",
+                                "--validation_per_persona", "1", "--prompt_style", "official-train"])
+    rows, val_rows, info = train.build_rows(a, None, "official-train", d.seed)
+    assert (info["n_heldout_records_excluded"], info["n_validation_records"]) == (1, 2)
+    assert {r["kind"] for r in val_rows} == {"original", "swap"}
+    outside = [recs[-1], *(recs[i] for i in {r["record_index"] for r in val_rows})]
+    texts = {t for r in outside for t in (r.prompt, r.chosen, r.rejected)}
+    history = [r for r in rows if r["kind"].startswith("history")]
+    assert len(history) == 2 * (len(recs) - 3)
+    assert not texts & {t for r in history for t in (r["task"], r["chosen"], r["rejected"])}
+    assert "A-task1" not in {r["task"] for r in history}
+
+
 def test_ica_prompt_reference_rows_carry_the_evaluations_reference_prompt():
     """``reference="ica-prompt"``: every row keeps the ICA prompt with the WHOLE persona of the row's
     user (what `alignx.learn.evaluate` gives the reference): the donor's for a swap row."""

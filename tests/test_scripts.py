@@ -4,6 +4,7 @@ P-SOUPS fixture and the embedded backbone."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,36 @@ def test_score_training_rows_matches_plain_forwards_and_its_own_rows(tmp_path, m
     assert abs(shown["chosen_logratio"]) > 1e-3
     # every record has its original and its swap row here
     assert out["persona_swap"]["n"] == len({r["record_index"] for r in rows})
+    # --against an earlier --per_row output of the same adapter and rows: no row differs
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps(out))
+    paired = script.main([str(adapter), *argv, "--against", str(earlier)])["paired"]
+    assert set(paired) == {"original", "swap"}
+    assert all((p["accuracy_difference"], p["rows_better"], p["rows_worse"]) == (0, 0, 0) for p in paired.values())
+
+
+def test_paired_difference_by_hand():
+    script = _script("score_training_rows")
+
+    def row(i, kind, triple, margin):
+        return {"record_index": i, "kind": kind, "triple": triple, "chosen_logratio": margin, "rejected_logratio": 0.0}
+
+    before = [row(0, "original", "t1", -1), row(1, "original", "t1", -1), row(2, "original", "t2", 1),
+              row(3, "original", "t2", 1), row(0, "swap", "t1", 1)]
+    after = [row(0, "original", "t1", 1), row(1, "original", "t1", 1), row(2, "original", "t2", 1),
+             row(3, "original", "t2", -1), row(0, "swap", "t1", 1)]
+    out = script.paired_difference(after, before)
+    # differences +1 +1 (triple t1), 0 -1 (t2): mean 0.25; cluster sums of (d - 0.25): 1.5 and -1.5;
+    # G/(G-1) * (1.5^2 + 1.5^2) / 4^2 = 2 * 4.5 / 16
+    assert out["original"]["accuracy_difference"] == 0.25
+    assert out["original"]["stderr_clustered"] == pytest.approx((2 * 4.5 / 16) ** 0.5)
+    assert (out["original"]["rows_better"], out["original"]["rows_worse"]) == (2, 1)
+    assert out["swap"] == {"n": 1, "accuracy_difference": 0.0, "stderr_clustered": None, "rows_better": 0,
+                           "rows_worse": 0}
+    with pytest.raises(SystemExit, match="other rows"):
+        script.paired_difference(after[:-1], before)
+    with pytest.raises(SystemExit, match="other rows"):
+        script.paired_difference([dict(after[0], triple="t9"), *after[1:]], before)
 
 
 def test_style_teacher_accuracy_policy_context_reference_is_the_ica_prompt(tmp_path):
@@ -170,3 +201,11 @@ def test_style_readability_reads_a_marked_style_and_not_noise():
     assert noise["accuracy"] < 0.75 and set(noise["by_persona"]) == {"A", "B"}
     with pytest.raises(ValueError, match="exactly two personas"):
         mod.cross_validated(features, ["A"] * 39)
+    # --curve: accuracy on held-out pairs by the number of pairs trained on
+    curve = mod.learning_curve(features, labels, [6, 30], test_size=9, repeats=3)
+    assert [c["pairs"] for c in curve] == [6, 30] and curve[1]["accuracy"] == 1.0
+    flat = mod.learning_curve(rng.normal(size=features.shape), labels, [6, 30], test_size=9, repeats=4)
+    assert all(c["accuracy"] < 0.8 and c["stderr"] is not None for c in flat)
+    for sizes in ([4, 30], [6, 31], []):
+        with pytest.raises(ValueError, match="sizes must lie in"):
+            mod.learning_curve(features, labels, sizes, test_size=9)

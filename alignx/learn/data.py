@@ -25,7 +25,7 @@ never shows it). When the record has a non-empty ``Demographic Information``:
 
 Rows are ``{"prompt", "chosen", "rejected", "method", "record_index", "kind", "n_ugc", "n_pair",
 "demo", "task", "style"}``; ``kind`` is ``"original"`` or an augmentation (`persona_swap_rows`,
-`contrast_rows`), ``task`` the record's own prompt and ``style`` the ``ground_truth_persona`` of the
+`contrast_rows`, `history_rows`, `history_swap_rows`), ``task`` the record's own prompt and ``style`` the ``ground_truth_persona`` of the
 user whose persona the row shows (None when the data has none; `alignx.learn.train`'s
 ``distill_weight`` uses it as the teacher's instruction).
 With ``reference="ica-prompt"`` a row also has ``ref_prompt``: the ICA prompt with the row's whole
@@ -279,7 +279,86 @@ def contrast_rows(records: Sequence[Record], method: str, *, seed: int = 42, sty
     return rows
 
 
-AUGMENTATIONS = {"swap": persona_swap_rows, "contrast": contrast_rows}
+# ----------------------------------------------------------------------------- history targets
+
+
+def _texts(item) -> tuple[str, str, str]:
+    return item.prompt, item.chosen, item.rejected
+
+
+def history_target(record: Record, index: int, *, seed: int = 42, exclude: frozenset | set = frozenset()) -> Record | None:
+    """``record`` turned around: one of its persona's own PAIR items becomes the preference to learn,
+    and the persona keeps the rest.
+
+    The item is drawn with ``random.Random(f"{seed}:history:{index}")``, so every augmentation that
+    asks for record ``index`` gets the same one. Items whose prompt, chosen or rejected text is in
+    ``exclude`` are never drawn (`build_rows` passes every text of the records it does not train on,
+    so that nothing the held-out or validation records ask about becomes a training target). Every
+    copy of the drawn item leaves the persona. Returns `None` when no item can be drawn, or when
+    nothing of the persona would be left to show.
+    """
+    candidates = list(dict.fromkeys(_texts(p) for p in record.persona.pairs
+                                    if not exclude.intersection(_texts(p))))
+    if not candidates:
+        return None
+    target = random.Random(f"{seed}:history:{index}").choice(candidates)
+    rest = [p for p in record.persona.pairs if _texts(p) != target]
+    persona = replace(record.persona, pairs=rest)
+    if not (rest or persona.ugc or persona.demographics):
+        return None
+    item = next(p for p in record.persona.pairs if _texts(p) == target)
+    return replace(record, prompt=item.prompt, chosen=item.chosen, rejected=item.rejected, persona=persona,
+                   direction=item.direction if item.direction is not None else record.direction)
+
+
+def _history_records(records: Sequence[Record], indices: Sequence[int] | None, seed: int,
+                     exclude: frozenset | set) -> list[tuple[int, int, Record]]:
+    """(position in ``records``, index in the file, `history_target`) of every record that has one."""
+    out = []
+    for pos, (i, rec) in enumerate(zip(_indices(records, indices), records)):
+        derived = history_target(rec, i, seed=seed, exclude=exclude)
+        if derived is not None:
+            out.append((pos, i, derived))
+    return out
+
+
+def history_rows(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
+                 tokenizer: Any = None, indices: Sequence[int] | None = None,
+                 history_exclude: frozenset | set = frozenset(), **draw_kwargs) -> list[dict]:
+    """Augmentation that widens the set of preferences learnt: a user's own PAIR items are
+    preferences of that user too. One row per record: the record's `history_target` (an item of its
+    persona as the prompt and responses; the rest of its persona, or its profile, as the context).
+
+    On P-SOUPS the 600 records ask about 128 distinct (prompt, chosen, rejected) triples, and their
+    histories hold ~20 more. ``record_index`` is the source record's; ``kind = "history"``.
+    """
+    rng = random.Random(seed + 4)
+    return [row for _, i, rec in _history_records(records, indices, seed, history_exclude)
+            if (row := format_row(rec, method, rng, index=i, style=style, tokenizer=tokenizer, kind="history",
+                                  **draw_kwargs)) is not None]
+
+
+def history_swap_rows(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
+                      tokenizer: Any = None, indices: Sequence[int] | None = None,
+                      history_exclude: frozenset | set = frozenset(), **draw_kwargs) -> list[dict]:
+    """`history_rows`' targets under the persona of a user of the opposite ``ground_truth_persona``,
+    chosen and rejected exchanged, as `persona_swap_rows` does for the records' own targets.
+    ``kind = "history_swap"``."""
+    rng = random.Random(seed + 5)
+    rows = []
+    for pos, i, rec in _history_records(records, indices, seed, history_exclude):
+        donor = records[swap_partner(records, pos, rng)]
+        row = format_row(rec, method, rng, index=i, style=style, tokenizer=tokenizer, persona_from=donor,
+                         kind="history_swap", swap_labels=True, **draw_kwargs)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+AUGMENTATIONS = {"swap": persona_swap_rows, "contrast": contrast_rows, "history": history_rows,
+                 "history_swap": history_swap_rows}
+# augmentations whose targets are not the records' own: validation rows never include them
+NEW_TARGETS = ("history", "history_swap")
 
 
 def parse_augment(spec: str | Sequence[str]) -> list[tuple[str, float]]:
@@ -308,10 +387,17 @@ def parse_augment(spec: str | Sequence[str]) -> list[tuple[str, float]]:
 
 def pair_keys(rows: Sequence[dict]) -> list[str]:
     """The batching unit of each row: an ``original`` row and the ``swap`` row(s) of the same record
-    share a key (the same prompt and responses, under two users' personas, labels exchanged); every
-    other row has a key of its own."""
-    return [f"record:{r['record_index']}" if r.get("kind") in ("original", "swap") else f"row:{i}"
-            for i, r in enumerate(rows)]
+    share a key (the same prompt and responses, under two users' personas, labels exchanged), as do
+    a ``history`` row and the ``history_swap`` row of the same record; every other row has a key of
+    its own."""
+    def key(i: int, row: dict) -> str:
+        if row.get("kind") in ("original", "swap"):
+            return f"record:{row['record_index']}"
+        if row.get("kind") in NEW_TARGETS:
+            return f"history:{row['record_index']}"
+        return f"row:{i}"
+
+    return [key(i, r) for i, r in enumerate(rows)]
 
 
 def paired_order(keys: Sequence[str], batch_size: int, rng: random.Random) -> list[int]:
@@ -341,13 +427,16 @@ def paired_order(keys: Sequence[str], batch_size: int, rng: random.Random) -> li
 
 def build_training_rows(records: Sequence[Record], method: str, *, seed: int = 42, style: str = "chat",
                         tokenizer: Any = None, indices: Sequence[int] | None = None,
-                        augment: str | Sequence[str] = (), shuffle: bool = True, **draw_kwargs) -> list[dict]:
-    """`format_records` plus the named augmentations (``"swap"``, ``"contrast"``, each with an optional
-    ``:fraction``, see `parse_augment`), shuffled with the seed."""
+                        augment: str | Sequence[str] = (), shuffle: bool = True,
+                        history_exclude: frozenset | set = frozenset(), **draw_kwargs) -> list[dict]:
+    """`format_records` plus the named augmentations (``"swap"``, ``"contrast"``, ``"history"``,
+    ``"history_swap"``, each with an optional ``:fraction``, see `parse_augment`), shuffled with the
+    seed. ``history_exclude``: texts no history target may contain (`history_target`)."""
     kw = dict(seed=seed, style=style, tokenizer=tokenizer, indices=indices, **draw_kwargs)
     rows = format_records(records, method, **kw)
     for name, fraction in parse_augment(augment):
-        extra = AUGMENTATIONS[name](records, method, **kw)
+        extra = AUGMENTATIONS[name](records, method, **kw, **(
+            {"history_exclude": history_exclude} if name in NEW_TARGETS else {}))
         if fraction < 1:
             extra = random.Random(f"{seed}:{name}").sample(extra, round(fraction * len(extra)))
         rows += extra

@@ -66,7 +66,9 @@ class AlignXTrainArguments:
         prompt_style (`str`, defaults to `"auto"`): a template of `alignx.prompts`; ``auto`` =
             ``official-train`` for Llama-3 models, else ``chat`` (the wording the backbone is
             evaluated and served with).
-        augment (`str`): comma list of augmentations of `alignx.learn.data`: ``swap``, ``contrast``.
+        augment (`str`): comma list of augmentations of `alignx.learn.data`: ``swap``, ``contrast``,
+            ``history``, ``history_swap``. History targets never hold a text of a record outside the
+            training records (the split's held-out side, the validation records).
         limit (`int`, *optional*): use only the first N training rows (after shuffling).
         validation_per_persona (`int`): validation records per persona held back from the TRAIN side.
         lora_r, lora_alpha, lora_dropout, lora_target_modules, lora_top_layers: the LoRA adapter.
@@ -107,8 +109,10 @@ class AlignXTrainArguments:
     precision: str = field(default="auto", metadata={"help": "auto, fp32, bf16 or nf4.",
                                                        "choices": ["auto", "fp32", "bf16", "nf4"]})
     prompt_style: str = field(default="auto", metadata={"help": "auto, chat, chat-train, official-train, official-eval."})
-    augment: str = field(default="", metadata={"help": "Comma list: swap (persona-swapped, labels flipped), contrast; "
-                                                        "name:fraction keeps that share (swap:0.5)."})
+    augment: str = field(default="", metadata={"help": "Comma list: swap (persona-swapped, labels flipped), contrast, "
+                                                        "history (a persona's own PAIR item as the target), "
+                                                        "history_swap (those under a swapped persona, labels "
+                                                        "flipped); name:fraction keeps that share (swap:0.5)."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     validation_per_persona: int = field(default=0, metadata={"help": "Validation records per persona from the train side."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
@@ -316,7 +320,7 @@ def prompt_style(args: AlignXTrainArguments, source: str) -> str:
 
 def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
     """(train rows, validation rows, info) from the records, the split's train side and the augmentations."""
-    from alignx.learn.data import build_training_rows, parse_augment
+    from alignx.learn.data import NEW_TARGETS, build_training_rows, parse_augment
     from alignx.learn.split import split_indices, validation_indices
     from alignx.schema import load_records
 
@@ -333,12 +337,16 @@ def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
     parsed = parse_augment(augment)  # a typo fails here, before any model work
     kw = dict(seed=seed, style=style, tokenizer=tokenizer, augment=augment, reference=args.reference,
               demo_prob=args.demo_prob, demo_only_prob=args.demo_only_prob)
+    # no history target may touch what a record outside the training rows asks about
+    trained = set(train_idx)
+    outside = frozenset(t for i, r in enumerate(records) if i not in trained for t in (r.prompt, r.chosen, r.rejected))
     rows = build_training_rows([records[i] for i in train_idx], args.method, indices=train_idx,
-                               profile_keep=args.profile_keep, **kw)
+                               profile_keep=args.profile_keep, history_exclude=outside, **kw)
     if args.limit:
         rows = rows[: args.limit]
-    # validation: every augmentation row (no fraction), so the score also measures reading the persona
-    val_kw = dict(kw, augment=[name for name, _ in parsed])
+    # validation: every augmentation row (no fraction), so the score also measures reading the
+    # persona; not the history targets, which are the training records' own
+    val_kw = dict(kw, augment=[name for name, _ in parsed if name not in NEW_TARGETS])
     val_rows = build_training_rows([records[i] for i in val_idx], args.method, indices=val_idx, **val_kw) if val_idx else []
     info = {"n_records": len(records), "n_train_records": len(train_idx), "n_validation_records": len(val_idx),
             "n_heldout_records_excluded": len(heldout), "n_train_rows": len(rows), "n_validation_rows": len(val_rows),
