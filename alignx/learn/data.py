@@ -244,13 +244,19 @@ def persona_swap_rows(records: Sequence[Record], method: str, *, seed: int = 42,
     friendly / unfriendly (a user who wants rude answers prefers a plain one to a jokey-friendly one,
     and vice versa), not for arbitrary users; use it only on such data. ``kind = "swap"``.
     """
-    rng = random.Random(seed + 1)
-    idx = _indices(records, indices)
+    targets = [(pos, i, rec) for pos, (i, rec) in enumerate(zip(_indices(records, indices), records))]
+    return _swapped_rows(records, targets, method, random.Random(seed + 1), kind="swap", style=style,
+                         tokenizer=tokenizer, **draw_kwargs)
+
+
+def _swapped_rows(records: Sequence[Record], targets, method: str, rng: random.Random, *, kind: str,
+                  **format_kwargs) -> list[dict]:
+    """Each (position in ``records``, file index, target record) of ``targets`` under the persona of
+    a record of another user (`swap_partner` of that position), chosen and rejected exchanged."""
     rows = []
-    for pos, (i, rec) in enumerate(zip(idx, records)):
+    for pos, i, rec in targets:
         donor = records[swap_partner(records, pos, rng)]
-        row = format_row(rec, method, rng, index=i, style=style, tokenizer=tokenizer, persona_from=donor,
-                         kind="swap", swap_labels=True, **draw_kwargs)
+        row = format_row(rec, method, rng, index=i, persona_from=donor, kind=kind, swap_labels=True, **format_kwargs)
         if row is not None:
             rows.append(row)
     return rows
@@ -344,15 +350,9 @@ def history_swap_rows(records: Sequence[Record], method: str, *, seed: int = 42,
     """`history_rows`' targets under the persona of a user of the opposite ``ground_truth_persona``,
     chosen and rejected exchanged, as `persona_swap_rows` does for the records' own targets.
     ``kind = "history_swap"``."""
-    rng = random.Random(seed + 5)
-    rows = []
-    for pos, i, rec in _history_records(records, indices, seed, history_exclude):
-        donor = records[swap_partner(records, pos, rng)]
-        row = format_row(rec, method, rng, index=i, style=style, tokenizer=tokenizer, persona_from=donor,
-                         kind="history_swap", swap_labels=True, **draw_kwargs)
-        if row is not None:
-            rows.append(row)
-    return rows
+    return _swapped_rows(records, _history_records(records, indices, seed, history_exclude), method,
+                         random.Random(seed + 5), kind="history_swap", style=style, tokenizer=tokenizer,
+                         **draw_kwargs)
 
 
 AUGMENTATIONS = {"swap": persona_swap_rows, "contrast": contrast_rows, "history": history_rows,
