@@ -1,7 +1,8 @@
 """Does an adapter condition on the persona on the rows it was trained on?
 
 Rebuilds the training rows of a run from its own arguments (same seed, augmentations and limit),
-scores each with the adapter and with the base model on the same prompt, and prints the DPO
+scores each with the adapter and with the base model on the same prompt (on the row's ICA prompt for
+a run trained with ``--reference ica-prompt``, as in its training), and prints the DPO
 implicit-reward accuracy per row kind, and for records with both an original and a swap row the
 persona-swap study's directional rate. ``both_ways`` counts the rows whose (task, chosen,
 rejected) triple is also in the rows the other way round, under another persona's profile. An
@@ -95,6 +96,13 @@ def main(argv: list[str]) -> dict:
                      for k in ("chosen", "rejected")]
         return Group(prompt, responses)
 
+    def reference_group(row: dict, policy: Group) -> Group:
+        """The reference's prompt: the row's ``ref_prompt`` (a run with ``--reference ica-prompt``, as
+        its reference pass has it: the same response tokens after that prompt), else its own."""
+        if "ref_prompt" not in row:
+            return policy
+        return Group(tokenizer(text=row["ref_prompt"])["input_ids"], policy.responses)
+
     margins = defaultdict(list)
     clusters = defaultdict(list)  # kind -> the triple of each margin
     record_triple = {}
@@ -106,7 +114,8 @@ def main(argv: list[str]) -> dict:
         with torch.no_grad():
             policy = prefix_shared_logps(model, groups, pad_id=0)
             with model.disable_adapter():
-                reference = prefix_shared_logps(model, groups, pad_id=0)
+                reference = prefix_shared_logps(model, [reference_group(r, g) for r, g in zip(batch, groups)],
+                                                pad_id=0)
         ratio = policy - reference
         own = (policy[0::2] - policy[1::2]).tolist()
         for j, (row, m, p) in enumerate(zip(batch, (ratio[0::2] - ratio[1::2]).tolist(), own)):

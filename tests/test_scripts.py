@@ -85,6 +85,17 @@ def test_score_training_rows_matches_plain_forwards_and_its_own_rows(tmp_path, m
     assert abs(shown["chosen_logratio"]) > 1e-3
     # every record has its original and its swap row here
     assert out["persona_swap"]["n"] == len({r["record_index"] for r in rows})
+    # a run trained with --reference ica-prompt is scored against the base model on each row's ICA prompt
+    pba_argv = [a if a != "ica" else "pba" for a in argv] + ["--reference", "ica-prompt"]
+    pba_rows, _, _ = train.build_rows(train.parse_args(pba_argv + ["--out", str(tmp_path / "unused")])[0], tokenizer,
+                                      train.prompt_style(args, source), training_args.seed)
+    row, shown = pba_rows[0], script.main([str(adapter), *pba_argv, "--per_row"])["rows"][0]
+    assert row["ref_prompt"] != row["prompt"]
+    for key in ("chosen", "rejected"):
+        policy = _full_forward_logp(peft_model, tokenizer, row["prompt"], row[key])
+        with peft_model.disable_adapter():
+            reference = _full_forward_logp(peft_model, tokenizer, row["ref_prompt"], row[key])
+        assert shown[f"{key}_logratio"] == pytest.approx(policy - reference, abs=2e-3)
     # --against an earlier --per_row output of the same adapter and rows: no row differs
     earlier = tmp_path / "earlier.json"
     earlier.write_text(json.dumps(out))
