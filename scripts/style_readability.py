@@ -24,12 +24,16 @@ held-out pairs, per record (as the swap study counts) and per distinct pair. Not
 those figures. The figures are an estimate of how readable the two styles are from ~100 pairs, not
 a bound: a larger reader may read them better.
 
+``--history`` scores each reader again with the train-side personas' own PAIR items added to its
+training pairs (items no held-out record touches, each labelled with the persona that shows it):
+the targets that ``alignx train --augment history`` adds. They are never scored.
+
 ``--curve N [N ...]`` adds each reader's learning curve on the train side: its accuracy on 26
 held-out train-side pairs when trained on N of the others, over 30 repeats. A curve still rising at
 the largest N says the readers are short of pairs rather than of capacity.
 
     python scripts/style_readability.py --data friendly_unfriendly.json --split psoups_friendly_unfriendly \
-        [--heldout] [--curve 16 26 39 52 65 77]
+        [--heldout] [--history] [--curve 16 26 39 52 65 77]
 """
 
 from __future__ import annotations
@@ -55,6 +59,23 @@ def distinct_triples(records, indices) -> tuple[list[tuple[str, str, str]], list
         persona.setdefault((r.prompt, r.chosen, r.rejected), set()).add(r.ground_truth_persona)
     keep = [(k, next(iter(v))) for k, v in persona.items() if len(v) == 1 and next(iter(v))]
     return [k for k, _ in keep], [p for _, p in keep], len(persona) - len(keep)
+
+
+def history_triples(records, indices, exclude: set[str]) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """The distinct PAIR items of the personas of ``records[indices]`` that are no record's own
+    triple, labelled with the persona of the records that show them (an item shown by both personas
+    is dropped), leaving out any item with a text in ``exclude``. These are the targets of
+    `alignx.learn.data.history_rows`."""
+    own = {(r.prompt, r.chosen, r.rejected) for r in records}
+    persona: dict[tuple[str, str, str], set] = {}
+    for i in indices:
+        r = records[i]
+        for p in r.persona.pairs:
+            key = (p.prompt, p.chosen, p.rejected)
+            if key not in own and not exclude.intersection(key):
+                persona.setdefault(key, set()).add(r.ground_truth_persona)
+    keep = [(k, next(iter(v))) for k, v in persona.items() if len(v) == 1 and next(iter(v))]
+    return [k for k, _ in keep], [p for _, p in keep]
 
 
 def token_features(tokenize: Callable[[str], list], chosen: Sequence[str], rejected: Sequence[str]) -> np.ndarray:
@@ -85,8 +106,9 @@ def reader(grid: Sequence[float], cv):
 
 
 def cross_validated(features: np.ndarray, labels: Sequence[str], *, folds: int = 4, repeats: int = 5,
-                    grid: Sequence[float] = GRID) -> dict:
+                    grid: Sequence[float] = GRID, extra: tuple[np.ndarray, Sequence[str]] | None = None) -> dict:
     """Accuracy of a logistic-regression reader on left-out folds, ``repeats`` stratified splits.
+    ``extra`` (features, labels): pairs added to every training fold and never scored.
 
     Returns:
         `dict`: ``accuracy`` (mean over repeats), ``accuracy_by_repeat``, ``by_persona`` (the mean
@@ -106,7 +128,10 @@ def cross_validated(features: np.ndarray, labels: Sequence[str], *, folds: int =
         outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         for train, test in outer.split(features, y):
             inner = StratifiedKFold(n_splits=min(folds, 3), shuffle=True, random_state=seed)
-            model = reader(grid, inner).fit(features[train], y[train])
+            train_x, train_y = features[train], y[train]
+            if extra is not None:
+                train_x, train_y = np.vstack([train_x, extra[0]]), np.concatenate([train_y, np.asarray(extra[1])])
+            model = reader(grid, inner).fit(train_x, train_y)
             correct[test] = model.predict(features[test]) == y[test]
             picks.append(float(np.ravel(model.C_)[0]))
         accuracy.append(float(correct.mean()))
@@ -170,6 +195,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--heldout", action="store_true",
                     help="also fit each reader on all train-side pairs and score the split's held-out records once")
+    ap.add_argument("--history", action="store_true",
+                    help="also score each reader with the train-side personas' own PAIR items (those no held-out "
+                         "record touches) added to its training pairs, as `--augment history` adds them to training")
     ap.add_argument("--curve", type=int, nargs="+", metavar="N",
                     help="also give each reader's learning curve: its accuracy on --curve_test held-out train-side "
                          "pairs when trained on N of the others, for each N (30 repeats)")
@@ -182,12 +210,18 @@ def main(argv=None) -> dict:
     side = split_indices(args.split, records)[0] if args.split else range(len(records))
     triples, labels, dropped = distinct_triples(records, side)
     held = [records[i] for i in split_indices(args.split, records)[1]] if args.heldout else []
-    # held-out records after the train-side pairs, so one feature space covers both
-    chosen = [t[1] for t in triples] + [r.chosen for r in held]
-    rejected = [t[2] for t in triples] + [r.rejected for r in held]
-    n = len(triples)
+    extra, extra_labels = [], []
+    if args.history:
+        outside = set(range(len(records))) - set(side)
+        extra, extra_labels = history_triples(records, side, {t for i in outside for t in
+                                                               (records[i].prompt, records[i].chosen, records[i].rejected)})
+    # held-out records and history items after the train-side pairs, so one feature space covers all
+    chosen = [t[1] for t in triples] + [r.chosen for r in held] + [t[1] for t in extra]
+    rejected = [t[2] for t in triples] + [r.rejected for r in held] + [t[2] for t in extra]
+    n, m = len(triples), len(triples) + len(held)
     result = {"data": args.data, "split": args.split, "pairs": len(triples), "dropped_two_personas": dropped,
-              "per_persona": {p: labels.count(p) for p in sorted(set(labels))}, "folds": args.folds,
+              "per_persona": {p: labels.count(p) for p in sorted(set(labels))}, "history_pairs": len(extra),
+              "folds": args.folds,
               "repeats": args.repeats, "readers": {}}
     for reader in args.readers:
         if reader == "tokens":
@@ -205,6 +239,13 @@ def main(argv=None) -> dict:
         print(f"{reader}: {r['accuracy']:.3f} of unseen pairs read as the right persona "
               f"(repeats {min(r['accuracy_by_repeat']):.3f}-{max(r['accuracy_by_repeat']):.3f}; "
               + ", ".join(f"{p[:32]}: {v:.3f}" for p, v in r["by_persona"].items()) + ")")
+        if extra:
+            h = cross_validated(features[:n], labels, folds=args.folds, repeats=args.repeats,
+                                extra=(features[m:], extra_labels))
+            r["with_history"] = h
+            print(f"  with the {len(extra)} history pairs added to every training fold: {h['accuracy']:.3f} "
+                  f"(repeats {min(h['accuracy_by_repeat']):.3f}-{max(h['accuracy_by_repeat']):.3f}; "
+                  + ", ".join(f"{p[:32]}: {v:.3f}" for p, v in h["by_persona"].items()) + ")")
         if args.curve:
             r["curve"] = learning_curve(features[:n], labels, args.curve, test_size=args.curve_test)
             print("  learning curve (train-side pairs read / pairs trained on): " + ", ".join(
@@ -212,7 +253,7 @@ def main(argv=None) -> dict:
         if held:
             from alignx.learn.evaluate import clustered_stderr, pair_key
 
-            right = fit_and_score(features[:n], labels, features[n:], [h.ground_truth_persona for h in held],
+            right = fit_and_score(features[:n], labels, features[n:m], [h.ground_truth_persona for h in held],
                                   folds=args.folds)
             keys = [pair_key(h) for h in held]
             by_pair = {}

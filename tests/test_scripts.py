@@ -212,6 +212,23 @@ def test_style_readability_reads_a_marked_style_and_not_noise():
     assert noise["accuracy"] < 0.75 and set(noise["by_persona"]) == {"A", "B"}
     with pytest.raises(ValueError, match="exactly two personas"):
         mod.cross_validated(features, ["A"] * 39)
+    # extra training pairs count: many copies of the pairs with the labels flipped teach the reverse
+    flipped = ["A" if y == "B" else "B" for y in labels]
+    reverse = mod.cross_validated(features, labels, repeats=2, extra=(np.vstack([features] * 3), flipped * 3))
+    assert reverse["accuracy"] < 0.5
+    # --history: the personas' own items, labelled by the persona showing them; an item that is a
+    # record's own triple, shown by both personas, or touching an excluded text is left out
+    from alignx.schema import PairItem, Persona
+
+    item = lambda k: PairItem(f"hp{k}", f"hc{k}", f"hr{k}")  # noqa: E731
+    users = [Record(prompt="t0", chosen="c0", rejected="r0", ground_truth_persona="A",
+                    persona=Persona(pairs=[item(1), item(2), item(3), PairItem("t1", "c1", "r1")])),
+             Record(prompt="t1", chosen="c1", rejected="r1", ground_truth_persona="B",
+                    persona=Persona(pairs=[item(3), item(4), item(5)])),
+             Record(prompt="t2", chosen="c2", rejected="r2", ground_truth_persona="B", persona=Persona(pairs=[item(6)]))]
+    extra, extra_labels = mod.history_triples(users, [0, 1], exclude={"hr2"})
+    assert extra == [("hp1", "hc1", "hr1"), ("hp4", "hc4", "hr4"), ("hp5", "hc5", "hr5")]
+    assert extra_labels == ["A", "B", "B"]
     # --curve: accuracy on held-out pairs by the number of pairs trained on
     curve = mod.learning_curve(features, labels, [6, 30], test_size=9, repeats=3)
     assert [c["pairs"] for c in curve] == [6, 30] and curve[1]["accuracy"] == 1.0
