@@ -175,7 +175,7 @@ class AlignXTrainArguments:
         "choices": list(DISTILL_CONTEXTS)})
     sft_rows: str = field(default="", metadata={
         "help": "With an sft term in --loss_type: the row kinds whose chosen response it counts (comma list of "
-                "original, swap, contrast; empty: every row, as TRL). 'original' teaches the persona's own style "
+                "original, swap, contrast, history, history_swap; empty: every row, as TRL). 'original' teaches the persona's own style "
                 "without also raising the plain answers that the swap rows choose."})
     prompt_grad: bool = field(default=True, metadata={
         "help": "Backpropagate through the prompt's keys and values; false trains through the response "
@@ -489,7 +489,7 @@ def prefix_sharing_supported(training_args) -> str | None:
     return None
 
 
-ROW_KINDS = ("original", "swap", "contrast")
+ROW_KINDS = ("original", "swap", "contrast", "history", "history_swap")  # alignx.learn.data's kinds
 TEACHER_COLUMNS = ("teacher_prompt", "teacher_other", "teacher_none")  # `teacher_prompts`, in order
 TOKEN_MODES = ("logratio", "anchor")  # distill modes whose term is on the response's own token log-probs
 
