@@ -64,8 +64,8 @@ def distinct_triples(records, indices) -> tuple[list[tuple[str, str, str]], list
 def history_triples(records, indices, exclude: set[str]) -> tuple[list[tuple[str, str, str]], list[str]]:
     """The distinct PAIR items of the personas of ``records[indices]`` that are no record's own
     triple, labelled with the persona of the records that show them (an item shown by both personas
-    is dropped), leaving out any item with a text in ``exclude``. These are the targets of
-    `alignx.learn.data.history_rows`."""
+    is dropped), leaving out any item with a text in ``exclude``: the items whose rows
+    `alignx.learn.data.history_rows` adds to training, less those that are a record's own triple."""
     own = {(r.prompt, r.chosen, r.rejected) for r in records}
     persona: dict[tuple[str, str, str], set] = {}
     for i in indices:
@@ -212,9 +212,9 @@ def main(argv=None) -> dict:
     held = [records[i] for i in split_indices(args.split, records)[1]] if args.heldout else []
     extra, extra_labels = [], []
     if args.history:
-        outside = set(range(len(records))) - set(side)
-        extra, extra_labels = history_triples(records, side, {t for i in outside for t in
-                                                               (records[i].prompt, records[i].chosen, records[i].rejected)})
+        outside = [records[i] for i in set(range(len(records))) - set(side)]
+        texts = {t for r in outside for t in (r.prompt, r.chosen, r.rejected)}
+        extra, extra_labels = history_triples(records, side, texts)
     # held-out records and history items after the train-side pairs, so one feature space covers all
     chosen = [t[1] for t in triples] + [r.chosen for r in held] + [t[1] for t in extra]
     rejected = [t[2] for t in triples] + [r.rejected for r in held] + [t[2] for t in extra]

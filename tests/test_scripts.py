@@ -225,7 +225,8 @@ def test_style_readability_reads_a_marked_style_and_not_noise():
                     persona=Persona(pairs=[item(1), item(2), item(3), PairItem("t1", "c1", "r1")])),
              Record(prompt="t1", chosen="c1", rejected="r1", ground_truth_persona="B",
                     persona=Persona(pairs=[item(3), item(4), item(5)])),
-             Record(prompt="t2", chosen="c2", rejected="r2", ground_truth_persona="B", persona=Persona(pairs=[item(6)]))]
+             Record(prompt="t2", chosen="c2", rejected="r2", ground_truth_persona="B",
+                    persona=Persona(pairs=[item(6)]))]
     extra, extra_labels = mod.history_triples(users, [0, 1], exclude={"hr2"})
     assert extra == [("hp1", "hc1", "hr1"), ("hp4", "hc4", "hr4"), ("hp5", "hc5", "hr5")]
     assert extra_labels == ["A", "B", "B"]

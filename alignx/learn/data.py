@@ -25,8 +25,9 @@ never shows it). When the record has a non-empty ``Demographic Information``:
 
 Rows are ``{"prompt", "chosen", "rejected", "method", "record_index", "kind", "n_ugc", "n_pair",
 "demo", "task", "style"}``; ``kind`` is ``"original"`` or an augmentation (`persona_swap_rows`,
-`contrast_rows`, `history_rows`, `history_swap_rows`), ``task`` the record's own prompt and ``style`` the ``ground_truth_persona`` of the
-user whose persona the row shows (None when the data has none; `alignx.learn.train`'s
+`contrast_rows`, `history_rows`, `history_swap_rows`), ``task`` the prompt the row asks about (the
+record's own, or a history item's) and ``style`` the ``ground_truth_persona`` of the user whose
+persona the row shows (None when the data has none; `alignx.learn.train`'s
 ``distill_weight`` uses it as the teacher's instruction).
 With ``reference="ica-prompt"`` a row also has ``ref_prompt``: the ICA prompt with the row's whole
 persona, which is the reference prompt of the paper's alignment accuracy (§7.1,
@@ -292,7 +293,8 @@ def _texts(item) -> tuple[str, str, str]:
     return item.prompt, item.chosen, item.rejected
 
 
-def history_target(record: Record, index: int, *, seed: int = 42, exclude: frozenset | set = frozenset()) -> Record | None:
+def history_target(record: Record, index: int, *, seed: int = 42,
+                   exclude: frozenset | set = frozenset()) -> Record | None:
     """``record`` turned around: one of its persona's own PAIR items becomes the preference to learn,
     and the persona keeps the rest.
 
@@ -332,7 +334,7 @@ def history_rows(records: Sequence[Record], method: str, *, seed: int = 42, styl
                  tokenizer: Any = None, indices: Sequence[int] | None = None,
                  history_exclude: frozenset | set = frozenset(), **draw_kwargs) -> list[dict]:
     """Augmentation that widens the set of preferences learnt: a user's own PAIR items are
-    preferences of that user too. One row per record: the record's `history_target` (an item of its
+    preferences of that user too. One row per record that has a `history_target` (an item of its
     persona as the prompt and responses; the rest of its persona, or its profile, as the context).
 
     On P-SOUPS the 600 records ask about 128 distinct (prompt, chosen, rejected) triples, and their

@@ -175,8 +175,8 @@ class AlignXTrainArguments:
         "choices": list(DISTILL_CONTEXTS)})
     sft_rows: str = field(default="", metadata={
         "help": "With an sft term in --loss_type: the row kinds whose chosen response it counts (comma list of "
-                "original, swap, contrast, history, history_swap; empty: every row, as TRL). 'original' teaches the persona's own style "
-                "without also raising the plain answers that the swap rows choose."})
+                "original, swap, contrast, history, history_swap; empty: every row, as TRL). 'original' teaches "
+                "the persona's own style without also raising the plain answers that the swap rows choose."})
     prompt_grad: bool = field(default=True, metadata={
         "help": "Backpropagate through the prompt's keys and values; false trains through the response "
                 "tokens only (faster, an approximation)."})
@@ -337,7 +337,7 @@ def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
     parsed = parse_augment(augment)  # a typo fails here, before any model work
     kw = dict(seed=seed, style=style, tokenizer=tokenizer, augment=augment, reference=args.reference,
               demo_prob=args.demo_prob, demo_only_prob=args.demo_only_prob)
-    # no history target may touch what a record outside the training rows asks about
+    # no history target may touch what a record outside the training records asks about
     trained = set(train_idx)
     outside = frozenset(t for i, r in enumerate(records) if i not in trained for t in (r.prompt, r.chosen, r.rejected))
     rows = build_training_rows([records[i] for i in train_idx], args.method, indices=train_idx,
