@@ -29,6 +29,7 @@ accuracy and the directional rate carry a standard error clustered by triple
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections import Counter, defaultdict
@@ -157,8 +158,6 @@ def main(argv: list[str]) -> dict:
 
 def triple_id(row: dict) -> str:
     """A short, stable id of the row's triple (`triple_key`), for the per-row figures."""
-    import hashlib
-
     task, responses = triple_key(row)
     return hashlib.sha1("\0".join([task, *sorted(responses)]).encode()).hexdigest()[:12]
 

@@ -24,8 +24,8 @@ held-out pairs, per record (as the swap study counts) and per distinct pair. Not
 those figures. The figures are an estimate of how readable the two styles are from ~100 pairs, not
 a bound: a larger reader may read them better.
 
-``--history`` scores each reader again with the train-side personas' own PAIR items added to its
-training pairs (items no held-out record touches, each labelled with the persona that shows it):
+``--history`` cross-validates each reader again with the train-side personas' own PAIR items added
+to every training fold (items no held-out record touches, each labelled with the persona that shows it):
 the targets that ``alignx train --augment history`` adds. They are never scored.
 
 ``--curve N [N ...]`` adds each reader's learning curve on the train side: its accuracy on 26
@@ -196,8 +196,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--heldout", action="store_true",
                     help="also fit each reader on all train-side pairs and score the split's held-out records once")
     ap.add_argument("--history", action="store_true",
-                    help="also score each reader with the train-side personas' own PAIR items (those no held-out "
-                         "record touches) added to its training pairs, as `--augment history` adds them to training")
+                    help="also cross-validate each reader with the train-side personas' own PAIR items (those no "
+                         "held-out record touches) added to every training fold, as `--augment history` adds them "
+                         "to training (the --heldout figure stays without them)")
     ap.add_argument("--curve", type=int, nargs="+", metavar="N",
                     help="also give each reader's learning curve: its accuracy on --curve_test held-out train-side "
                          "pairs when trained on N of the others, for each N (30 repeats)")
