@@ -244,6 +244,9 @@ def test_swap_study_known_by_construction():
     assert result["per_label"]["Likes humor"]["directional_rate"] == 1.0
     assert result["per_label"]["Young"]["directional_rate"] == 0.0
     assert result["per_label"]["Dislikes humor"]["n"] == 2
+    # Per label, too, the edits are clustered by pair (one edit per record here, so n == n_clusters).
+    assert result["per_label"]["Likes humor"]["n_clusters"] == 3
+    assert result["per_label"]["Likes humor"]["directional_rate_stderr"] == 0.0
     ex = result["examples"][0]
     assert ex["partner_persona"] == UNFRIENDLY and ex["differing_labels"] == ["Young", "Likes humor"]
     assert ex["margin/single_label"] == pytest.approx({"Young": 0.1, "Likes humor": 0.0})

@@ -805,12 +805,15 @@ def swap_study(backbone, records: Sequence[Record], *, seed: int = 0, beta: floa
         if single_label:
             ex["margin/single_label"] = {DIMENSIONS[d].label(parse_profile(r.profile)[d]): float(m[k])
                                          for d, k in entry["single_label"]}
-            for label, value in ex["margin/single_label"].items():
-                per_label.setdefault(label, []).append((base, value))
         examples.append(ex)
 
     before = np.array([e["margin/original"] for e in examples])
     keys = [pair_key(records[i]) for i in chosen]  # records about one pair move together
+
+    def stats(edits: list[tuple[float, float, str]]) -> dict:  # (before, after, pair key) per edit
+        return flip_stats(np.array([x[0] for x in edits], dtype=np.float64),
+                          np.array([x[1] for x in edits], dtype=np.float64), [x[2] for x in edits])
+
     summary = {}
     for variant in ("swap", "differing_off"):
         after = np.array([e[f"margin/{variant}"] for e in examples])
@@ -820,12 +823,12 @@ def swap_study(backbone, records: Sequence[Record], *, seed: int = 0, beta: floa
             for key in sorted({e["ground_truth_persona"] or "" for e in examples})
             for mask in [np.array([(e["ground_truth_persona"] or "") == key for e in examples])]}
     if single_label:
-        edits = [(e["margin/original"], v, k) for e, k in zip(examples, keys) for v in e["margin/single_label"].values()]
-        summary["single_label"] = flip_stats(np.array([x[0] for x in edits], dtype=np.float64),
-                                             np.array([x[1] for x in edits], dtype=np.float64), [x[2] for x in edits])
+        for e, k in zip(examples, keys):
+            for label, value in e["margin/single_label"].items():
+                per_label.setdefault(label, []).append((e["margin/original"], value, k))
+        summary["single_label"] = stats([x for v in per_label.values() for x in v])
         summary["single_label"]["edits_per_record"] = _mean(len(e["margin/single_label"]) for e in examples)
-    labels = {label: flip_stats(np.array([x[0] for x in v]), np.array([x[1] for x in v]))
-              for label, v in sorted(per_label.items(), key=lambda kv: -len(kv[1]))}
+    labels = {label: stats(v) for label, v in sorted(per_label.items(), key=lambda kv: -len(kv[1]))}
     from alignx import __version__
 
     info = backbone.info()
