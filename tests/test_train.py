@@ -123,6 +123,37 @@ def test_main_writes_safetensors_adapter_and_log(tmp_path, monkeypatch):
     assert "rewards/accuracies" in saved and saved["machine"]["cpu_count"]
 
 
+def test_init_adapter_starts_from_another_adapters_weights_and_refuses_a_different_shape(tmp_path, monkeypatch):
+    """``--init_adapter DIR`` (e.g. PBA from an ICA adapter) copies every LoRA weight of DIR into the
+    run's adapter; a different rank or set of layers is an error rather than a partial start."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    common = ("--per_device_train_batch_size", "4", "--max_steps", "1", "--max_length", "256", "--disable_tqdm", "true")
+    a, d, _ = train.parse_args(_argv(tmp_path, *common, "--lora_top_layers", "1"))
+    source, _ = train.build_trainer(a, d)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n, p in source.model.named_parameters():
+            if "lora_" in n:
+                p.copy_(torch.randn_like(p))
+    source.model.save_pretrained(tmp_path / "ica")
+    saved = {n: p.detach().clone() for n, p in source.model.named_parameters() if "lora_" in n}
+
+    a, d, _ = train.parse_args(_argv(tmp_path, *common, "--method", "pba", "--lora_top_layers", "1",
+                                      "--init_adapter", str(tmp_path / "ica")))
+    trainer, info = train.build_trainer(a, d)
+    assert info["init_adapter"]["tensors"] == len(saved) == 7 * 2  # A and B of the 7 modules of one layer
+    now = {n: p for n, p in trainer.model.named_parameters() if "lora_" in n}
+    assert now.keys() == saved.keys() and all(torch.equal(now[n].detach(), saved[n]) for n in saved)
+    assert all(p.requires_grad for p in now.values())  # still the trainable adapter
+
+    for extra, message in ((("--lora_top_layers", "2"), "not this run's adapter"),
+                           (("--lora_top_layers", "1", "--lora_r", "4", "--lora_alpha", "8"), "its r is 16")):
+        a, d, _ = train.parse_args(_argv(tmp_path, *common, *extra, "--init_adapter", str(tmp_path / "ica")))
+        with pytest.raises(ValueError, match=message):
+            train.build_trainer(a, d)
+
+
 @pytest.mark.parametrize("losses", [
     (),
     ("--loss_type", "sigmoid", "sft", "ipo", "apo_zero", "--loss_weights", "1", "0.5", "0.01", "1", "--max_steps", "2"),

@@ -180,6 +180,10 @@ class AlignXTrainArguments:
     prompt_grad: bool = field(default=True, metadata={
         "help": "Backpropagate through the prompt's keys and values; false trains through the response "
                 "tokens only (faster, an approximation)."})
+    init_adapter: str | None = field(default=None, metadata={
+        "help": "Start the LoRA weights from this adapter folder (safetensors; e.g. train PBA from an ICA "
+                "adapter) instead of peft's initialisation. Its rank, target modules and layers must be the "
+                "run's own."})
 
 
 def make_parser(subparsers=None):
@@ -305,6 +309,45 @@ def lora_config(args: AlignXTrainArguments, num_layers: int):
         layers = list(range(max(0, num_layers - args.lora_top_layers), num_layers))
     return LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
+
+
+def load_init_adapter(model, path: str) -> int:
+    """Copy the LoRA weights of the adapter folder ``path`` into ``model``'s trainable adapter.
+
+    The folder is checked as any adapter is (`alignx.backbone.check_adapter_dir`: safetensors only).
+    Every LoRA weight of the model must be in the file with the same shape, and the file may hold no
+    other: a rank, target module or layer that differs is an error, not a partial start.
+
+    Returns:
+        `int`: the number of tensors copied.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from alignx.backbone import check_adapter_dir
+
+    folder = check_adapter_dir(path)
+    meta = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    own = model.peft_config["default"]
+    for key in ("r", "lora_alpha"):
+        if meta.get(key) != getattr(own, key):
+            raise ValueError(f"--init_adapter {path}: its {key} is {meta.get(key)}, this run's is {getattr(own, key)}")
+    weights = load_file(folder / "adapter_model.safetensors")
+    # peft saves the keys without the adapter's name (….lora_A.weight, not ….lora_A.default.weight)
+    params = {k.replace(".default", ""): v for k, v in model.named_parameters() if "lora_" in k}
+    missing, extra = sorted(params.keys() - weights.keys()), sorted(weights.keys() - params.keys())
+    if missing or extra:
+        raise ValueError(f"--init_adapter {path}: its LoRA weights are not this run's adapter: {len(missing)} of "
+                         f"this run's are not in it {missing[:1]}, {len(extra)} of its are not in this run "
+                         f"{extra[:1]} (compare lora_target_modules and lora_top_layers)")
+    for k, v in weights.items():
+        if tuple(v.shape) != tuple(params[k].shape):
+            raise ValueError(f"--init_adapter {path}: {k} has shape {tuple(v.shape)}, this run's is "
+                             f"{tuple(params[k].shape)}")
+    result = set_peft_model_state_dict(model, weights)  # copied into the run's own dtype
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"--init_adapter {path}: peft did not place {result.unexpected_keys[:3]}")
+    return len(weights)
 
 
 def prompt_style(args: AlignXTrainArguments, source: str) -> str:
@@ -1036,6 +1079,9 @@ def build_trainer(args: AlignXTrainArguments, training_args):
                                distill={"weight": args.distill_weight, "alpha": args.distill_alpha,
                                         "topk": args.distill_topk, "mode": args.distill_mode}
                                if args.distill_weight else None)
+    if args.init_adapter:
+        info["init_adapter"] = {"path": str(args.init_adapter), "tensors": load_init_adapter(trainer.model, args.init_adapter),
+                                "sha256": file_sha256(Path(args.init_adapter) / "adapter_model.safetensors")}
     trainer.train_dataset = _add_lengths(trainer.train_dataset)
     trainer.eval_dataset = _add_lengths(trainer.eval_dataset)  # length grouping samples eval batches too
     info.update(model_source=source, precision=precision, prompt_style=style, device=device,
