@@ -24,16 +24,23 @@ held-out pairs, per record (as the swap study counts) and per distinct pair. Not
 those figures. The figures are an estimate of how readable the two styles are from ~100 pairs, not
 a bound: a larger reader may read them better.
 
+``--validation_per_persona N [--seed S]`` holds back the validation slice that ``alignx train
+--validation_per_persona N`` (training seed S) holds back: the readers learn from the rest of the
+train side and are scored once on the slice's records. That is the figure to set beside an
+adapter's directional rate from ``scripts/score_training_rows.py --rows validation`` on the same
+slice: both then learned from the same pairs.
+
 ``--history`` cross-validates each reader again with the train-side personas' own PAIR items added
 to every training fold (items no held-out record touches, each labelled with the persona that shows it):
-the targets that ``alignx train --augment history`` adds. They are never scored.
+the targets that ``alignx train --augment history`` adds. They are never scored. With ``--heldout``
+or ``--validation_per_persona``, those records are also scored by readers that learned with them.
 
 ``--curve N [N ...]`` adds each reader's learning curve on the train side: its accuracy on 26
 held-out train-side pairs when trained on N of the others, over 30 repeats. A curve still rising at
 the largest N says the readers are short of pairs rather than of capacity.
 
     python scripts/style_readability.py --data friendly_unfriendly.json --split psoups_friendly_unfriendly \
-        [--heldout] [--history] [--curve 16 26 39 52 65 77]
+        [--heldout | --validation_per_persona 45] [--history] [--curve 16 26 39 52 65 77]
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from alignx.learn.split import split_indices
+from alignx.learn.split import split_indices, validation_indices
 from alignx.schema import load_records
 
 GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -186,6 +193,29 @@ def learning_curve(features: np.ndarray, labels: Sequence[str], sizes: Sequence[
             for n, v in scores.items()]
 
 
+def scored(right: np.ndarray, records) -> dict:
+    """A reader's per-record hits on ``records``: the accuracy with its standard error clustered by
+    pair, the accuracy per distinct pair and per persona."""
+    from alignx.learn.evaluate import clustered_stderr, pair_key
+
+    keys = [pair_key(r) for r in records]
+    by_pair = {}
+    for k, ok in zip(keys, right):
+        by_pair.setdefault(k, ok)
+    return {"records": len(records), "accuracy": float(right.mean()),
+            "accuracy_stderr_clustered": clustered_stderr(right, keys),
+            "pairs": len(by_pair), "pair_accuracy": float(np.mean(list(by_pair.values()))),
+            "by_persona": {p: float(right[[r.ground_truth_persona == p for r in records]].mean())
+                           for p in sorted({r.ground_truth_persona for r in records})}}
+
+
+def describe(h: dict) -> str:
+    se = h["accuracy_stderr_clustered"]
+    se = f" ± {se:.3f}" if se is not None else ""  # None: a single pair
+    return (f"{h['accuracy']:.3f}{se} of {h['records']} records ({h['pair_accuracy']:.3f} of {h['pairs']} pairs; "
+            + ", ".join(f"{p[:32]}: {v:.3f}" for p, v in h["by_persona"].items()) + ")")
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="records with ground_truth_persona (P-SOUPS)")
@@ -198,21 +228,35 @@ def main(argv=None) -> dict:
     ap.add_argument("--history", action="store_true",
                     help="also cross-validate each reader with the train-side personas' own PAIR items (those no "
                          "held-out record touches) added to every training fold, as `--augment history` adds them "
-                         "to training (the --heldout figure stays without them)")
+                         "to training; with --heldout or --validation_per_persona, also score those records once "
+                         "more with them")
     ap.add_argument("--curve", type=int, nargs="+", metavar="N",
                     help="also give each reader's learning curve: its accuracy on --curve_test held-out train-side "
                          "pairs when trained on N of the others, for each N (30 repeats)")
     ap.add_argument("--curve_test", type=int, default=26, help="train-side pairs held out per learning-curve repeat")
+    ap.add_argument("--validation_per_persona", type=int, default=0,
+                    help="hold back the validation slice `alignx train --validation_per_persona N` holds back (same "
+                         "--seed): the readers learn from the rest of the train side and are scored once on the "
+                         "slice's records, as `scripts/score_training_rows.py --rows validation` scores an adapter")
+    ap.add_argument("--seed", type=int, default=42, help="the training seed that draws the validation slice")
     ap.add_argument("--out", help="also write the result JSON here")
     args = ap.parse_args(argv)
     if args.heldout and not args.split:
         ap.error("--heldout needs --split")
+    if args.heldout and args.validation_per_persona:
+        ap.error("--heldout and --validation_per_persona score different records: give one")
     records = load_records(args.data)
-    side = split_indices(args.split, records)[0] if args.split else range(len(records))
+    side = split_indices(args.split, records)[0] if args.split else list(range(len(records)))
+    held, target = [], None
+    if args.validation_per_persona:
+        val = validation_indices(records, side, per_persona=args.validation_per_persona, seed=args.seed)
+        side = [i for i in side if i not in set(val)]
+        held, target = [records[i] for i in val], "validation"
+    elif args.heldout:
+        held, target = [records[i] for i in split_indices(args.split, records)[1]], "heldout"
     triples, labels, dropped = distinct_triples(records, side)
-    held = [records[i] for i in split_indices(args.split, records)[1]] if args.heldout else []
     extra, extra_labels = [], []
-    if args.history:
+    if args.history:  # as `alignx train` does: no history item touches a record outside the training records
         outside = [records[i] for i in set(range(len(records))) - set(side)]
         texts = {t for r in outside for t in (r.prompt, r.chosen, r.rejected)}
         extra, extra_labels = history_triples(records, side, texts)
@@ -220,7 +264,8 @@ def main(argv=None) -> dict:
     chosen = [t[1] for t in triples] + [r.chosen for r in held] + [t[1] for t in extra]
     rejected = [t[2] for t in triples] + [r.rejected for r in held] + [t[2] for t in extra]
     n, m = len(triples), len(triples) + len(held)
-    result = {"data": args.data, "split": args.split, "pairs": len(triples), "dropped_two_personas": dropped,
+    result = {"data": args.data, "split": args.split, "validation_per_persona": args.validation_per_persona,
+              "seed": args.seed, "pairs": len(triples), "dropped_two_personas": dropped,
               "per_persona": {p: labels.count(p) for p in sorted(set(labels))}, "history_pairs": len(extra),
               "folds": args.folds,
               "repeats": args.repeats, "readers": {}}
@@ -252,25 +297,14 @@ def main(argv=None) -> dict:
             print("  learning curve (train-side pairs read / pairs trained on): " + ", ".join(
                 f"{c['accuracy']:.3f} ± {c['stderr']:.3f} / {c['pairs']}" for c in r["curve"]))
         if held:
-            from alignx.learn.evaluate import clustered_stderr, pair_key
-
-            right = fit_and_score(features[:n], labels, features[n:m], [h.ground_truth_persona for h in held],
-                                  folds=args.folds)
-            keys = [pair_key(h) for h in held]
-            by_pair = {}
-            for k, ok in zip(keys, right):
-                by_pair.setdefault(k, ok)
-            r["heldout"] = {"records": len(held), "accuracy": float(right.mean()),
-                            "accuracy_stderr_clustered": clustered_stderr(right, keys),
-                            "pairs": len(by_pair), "pair_accuracy": float(np.mean(list(by_pair.values()))),
-                            "by_persona": {p: float(right[[h.ground_truth_persona == p for h in held]].mean())
-                                           for p in sorted({h.ground_truth_persona for h in held})}}
-            h = r["heldout"]
-            se = h["accuracy_stderr_clustered"]
-            se = f" ± {se:.3f}" if se is not None else ""  # None: a single held-out pair
-            print(f"  held-out: {h['accuracy']:.3f}{se} of {h['records']} records "
-                  f"({h['pair_accuracy']:.3f} of {h['pairs']} pairs; "
-                  + ", ".join(f"{p[:32]}: {v:.3f}" for p, v in h["by_persona"].items()) + ")")
+            truth = [h.ground_truth_persona for h in held]
+            r[target] = h = scored(fit_and_score(features[:n], labels, features[n:m], truth, folds=args.folds), held)
+            print(f"  {target}: {describe(h)}")
+            if extra:  # once more, the history items added to the training pairs
+                h["with_history"] = w = scored(fit_and_score(np.vstack([features[:n], features[m:]]),
+                                                             list(labels) + list(extra_labels), features[n:m], truth,
+                                                             folds=args.folds), held)
+                print(f"  {target}, with the {len(extra)} history pairs: {describe(w)}")
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

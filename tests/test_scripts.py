@@ -238,3 +238,32 @@ def test_style_readability_reads_a_marked_style_and_not_noise():
     for sizes in ([4, 30], [6, 31], []):
         with pytest.raises(ValueError, match="sizes must lie in"):
             mod.learning_curve(features, labels, sizes, test_size=9)
+
+
+def test_style_readability_scores_the_training_validation_slice(tmp_path):
+    """``--validation_per_persona N`` holds back the records `alignx train` holds back with the same
+    seed; the readers learn from the rest and are scored on exactly those records."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    from alignx.learn.split import validation_indices
+    from alignx.schema import load_records
+
+    mod = _script("style_readability")
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(48):
+        persona = "A" if i % 2 else "B"
+        plain = " ".join(rng.choice(["one", "two", "three", "four", "five"], 5))
+        styled = plain + (" hooray" if persona == "A" else " whatever")
+        rows.append({"prompt": f"task {i}", "chosen": styled, "rejected": plain, "ground_truth_persona": persona})
+    path = tmp_path / "styles.json"
+    path.write_text(json.dumps(rows))
+    out = mod.main(["--data", str(path), "--readers", "tokens", "--repeats", "1", "--folds", "3",
+                    "--validation_per_persona", "6", "--seed", "7"])
+    records = load_records(path)
+    slice_ = validation_indices(records, list(range(48)), per_persona=6, seed=7)
+    v = out["readers"]["tokens"]["validation"]
+    assert out["pairs"] == 48 - len(slice_) and v["records"] == len(slice_) == 12
+    assert v["accuracy"] == 1.0 and set(v["by_persona"]) == {"A", "B"}
+    with pytest.raises(SystemExit):
+        mod.main(["--data", str(path), "--split", "x", "--heldout", "--validation_per_persona", "6"])
