@@ -250,7 +250,8 @@ def main(argv=None) -> dict:
     held, target = [], None
     if args.validation_per_persona:
         val = validation_indices(records, side, per_persona=args.validation_per_persona, seed=args.seed)
-        side = [i for i in side if i not in set(val)]
+        slice_ = set(val)
+        side = [i for i in side if i not in slice_]
         held, target = [records[i] for i in val], "validation"
     elif args.heldout:
         held, target = [records[i] for i in split_indices(args.split, records)[1]], "heldout"

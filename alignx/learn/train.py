@@ -182,8 +182,8 @@ class AlignXTrainArguments:
                 "tokens only (faster, an approximation)."})
     init_adapter: str | None = field(default=None, metadata={
         "help": "Start the LoRA weights from this adapter folder (safetensors; e.g. train PBA from an ICA "
-                "adapter) instead of peft's initialisation. Its rank, target modules and layers must be the "
-                "run's own."})
+                "adapter) instead of peft's initialisation. Its rank, alpha, target modules and layers must be "
+                "the run's own."})
 
 
 def make_parser(subparsers=None):
