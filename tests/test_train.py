@@ -104,6 +104,27 @@ def test_validation_rows_are_scored_each_epoch_on_their_own_triples(tmp_path, mo
     assert len(accuracies) == len(batch["prompt_ids"]) == 4 and set(accuracies) <= {0.0, 1.0}
 
 
+def test_validation_seed_fixes_the_slice_across_training_seeds(tmp_path, monkeypatch):
+    """``--validation_seed`` draws the validation slice on its own, so runs with different training
+    seeds are scored on the same records; without it the training seed draws the slice."""
+    from transformers import AutoTokenizer
+
+    from alignx.backbone import embedded_model_dir
+
+    monkeypatch.chdir(train.Path(__file__).resolve().parents[1])
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir(None, "fp32"))
+
+    def slice_(seed, *extra):
+        a, _, _ = train.parse_args(_argv(tmp_path, "--validation_per_persona", "1", *extra))
+        _, val, _ = train.build_rows(a, tokenizer, "chat", seed)
+        return sorted({(r["prompt"], r["chosen"]) for r in val if r["kind"] == "original"})
+
+    by_seed = {seed: slice_(seed) for seed in range(6)}
+    assert len(set(map(tuple, by_seed.values()))) > 1  # the training seed alone moves the slice
+    for seed in range(6):
+        assert slice_(seed, "--validation_seed", "3") == by_seed[3]
+
+
 def test_main_writes_safetensors_adapter_and_log(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     monkeypatch.chdir(train.Path(__file__).resolve().parents[1])

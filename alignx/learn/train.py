@@ -71,6 +71,7 @@ class AlignXTrainArguments:
             training records (the split's held-out side, the validation records).
         limit (`int`, *optional*): use only the first N training rows (after shuffling).
         validation_per_persona (`int`): validation records per persona held back from the TRAIN side.
+        validation_seed (`int`, *optional*): seed of that draw (default: the training seed).
         lora_r, lora_alpha, lora_dropout, lora_target_modules, lora_top_layers: the LoRA adapter.
         demo_prob, demo_only_prob (`float`): demographics mixing rule (`alignx.learn.data`).
         threads (`int`, *optional*): torch intra-op threads.
@@ -115,6 +116,9 @@ class AlignXTrainArguments:
                                                         "flipped); name:fraction keeps that share (swap:0.5)."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     validation_per_persona: int = field(default=0, metadata={"help": "Validation records per persona from the train side."})
+    validation_seed: int | None = field(default=None, metadata={
+        "help": "Seed of the validation draw (default: the training --seed), so runs with different seeds can "
+                "share one validation slice."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
@@ -374,7 +378,8 @@ def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
         train_idx, heldout = split_indices(args.split, records)
     val_idx: list[int] = []
     if args.validation_per_persona:
-        val_idx = validation_indices(records, train_idx, per_persona=args.validation_per_persona, seed=seed)
+        val_idx = validation_indices(records, train_idx, per_persona=args.validation_per_persona,
+                                     seed=seed if args.validation_seed is None else args.validation_seed)
         train_idx = [i for i in train_idx if i not in set(val_idx)]
     augment = [a.strip() for a in args.augment.split(",") if a.strip()]
     parsed = parse_augment(augment)  # a typo fails here, before any model work
