@@ -380,7 +380,8 @@ def build_rows(args: AlignXTrainArguments, tokenizer, style: str, seed: int):
     if args.validation_per_persona:
         val_idx = validation_indices(records, train_idx, per_persona=args.validation_per_persona,
                                      seed=seed if args.validation_seed is None else args.validation_seed)
-        train_idx = [i for i in train_idx if i not in set(val_idx)]
+        held_back = set(val_idx)
+        train_idx = [i for i in train_idx if i not in held_back]
     augment = [a.strip() for a in args.augment.split(",") if a.strip()]
     parsed = parse_augment(augment)  # a typo fails here, before any model work
     kw = dict(seed=seed, style=style, tokenizer=tokenizer, augment=augment, reference=args.reference,
