@@ -164,6 +164,7 @@ def test_init_adapter_starts_from_another_adapters_weights_and_refuses_a_differe
                                       "--init_adapter", str(tmp_path / "ica")))
     trainer, info = train.build_trainer(a, d)
     assert info["init_adapter"]["tensors"] == len(saved) == 7 * 2  # A and B of the 7 modules of one layer
+    assert info["init_adapter"]["sha256"] == train.file_sha256(tmp_path / "ica" / "adapter_model.safetensors")
     now = {n: p for n, p in trainer.model.named_parameters() if "lora_" in n}
     assert now.keys() == saved.keys() and all(torch.equal(now[n].detach(), saved[n]) for n in saved)
     assert all(p.requires_grad for p in now.values())  # still the trainable adapter

@@ -315,7 +315,7 @@ def lora_config(args: AlignXTrainArguments, num_layers: int):
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
 
 
-def load_init_adapter(model, path: str) -> int:
+def load_init_adapter(model, path: str) -> dict:
     """Copy the LoRA weights of the adapter folder ``path`` into ``model``'s trainable adapter.
 
     The folder is checked as any adapter is (`alignx.backbone.check_adapter_dir`: safetensors only).
@@ -323,10 +323,10 @@ def load_init_adapter(model, path: str) -> int:
     other: a rank, target module or layer that differs is an error, not a partial start.
 
     Returns:
-        `int`: the number of tensors copied.
+        `dict`: ``path``, ``tensors`` (how many were copied) and the weights file's ``sha256``.
     """
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     from alignx.backbone import check_adapter_dir
 
@@ -336,7 +336,8 @@ def load_init_adapter(model, path: str) -> int:
     for key in ("r", "lora_alpha"):
         if meta.get(key) != getattr(own, key):
             raise ValueError(f"--init_adapter {path}: its {key} is {meta.get(key)}, this run's is {getattr(own, key)}")
-    weights = load_file(folder / "adapter_model.safetensors")
+    data = (folder / "adapter_model.safetensors").read_bytes()  # read once: loaded and hashed
+    weights = load(data)
     # peft saves the keys without the adapter's name (….lora_A.weight, not ….lora_A.default.weight)
     params = {k.replace(".default", ""): v for k, v in model.named_parameters() if "lora_" in k}
     missing, extra = sorted(params.keys() - weights.keys()), sorted(weights.keys() - params.keys())
@@ -344,14 +345,12 @@ def load_init_adapter(model, path: str) -> int:
         raise ValueError(f"--init_adapter {path}: its LoRA weights are not this run's adapter: {len(missing)} of "
                          f"this run's are not in it {missing[:1]}, {len(extra)} of its are not in this run "
                          f"{extra[:1]} (compare lora_target_modules and lora_top_layers)")
-    for k, v in weights.items():
+    for k, v in weights.items():  # e.g. an adapter of another base model, with other hidden sizes
         if tuple(v.shape) != tuple(params[k].shape):
             raise ValueError(f"--init_adapter {path}: {k} has shape {tuple(v.shape)}, this run's is "
                              f"{tuple(params[k].shape)}")
-    result = set_peft_model_state_dict(model, weights)  # copied into the run's own dtype
-    if getattr(result, "unexpected_keys", None):
-        raise ValueError(f"--init_adapter {path}: peft did not place {result.unexpected_keys[:3]}")
-    return len(weights)
+    set_peft_model_state_dict(model, weights)  # the keys match exactly; copied into the run's own dtype
+    return {"path": str(path), "tensors": len(weights), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def prompt_style(args: AlignXTrainArguments, source: str) -> str:
@@ -1086,8 +1085,7 @@ def build_trainer(args: AlignXTrainArguments, training_args):
                                         "topk": args.distill_topk, "mode": args.distill_mode}
                                if args.distill_weight else None)
     if args.init_adapter:
-        info["init_adapter"] = {"path": str(args.init_adapter), "tensors": load_init_adapter(trainer.model, args.init_adapter),
-                                "sha256": file_sha256(Path(args.init_adapter) / "adapter_model.safetensors")}
+        info["init_adapter"] = load_init_adapter(trainer.model, args.init_adapter)
     trainer.train_dataset = _add_lengths(trainer.train_dataset)
     trainer.eval_dataset = _add_lengths(trainer.eval_dataset)  # length grouping samples eval batches too
     info.update(model_source=source, precision=precision, prompt_style=style, device=device,
